@@ -1,0 +1,1 @@
+"""The collector: a thin Starlette service that validates, pseudonymises and appends events."""

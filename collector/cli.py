@@ -1,0 +1,26 @@
+"""``analytics-collector``: serve the collector on ``$PORT``."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from collector.app import create_app
+from schemas.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # access logs would carry client IPs
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Pseudonymisation: keyed HMAC with secret salts that live in Redis and rotate by epoch.
+
+The salt is chosen by the epoch of the event's *own* UTC day, so a late event is hashed exactly
+like the on-time events of its day and daily uniques stay exact. A salt expires (Redis TTL) once
+its epoch is past and the late window has closed: from then on nobody can rebuild the mapping.
+Uniques across two epochs count a village once per epoch (see README, "Privacy").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import redis.asyncio as aredis
+
+from schemas import keyspace
+from schemas.days import DAY_MS
+from schemas.settings import Settings
+
+DIGEST_CHARS = 24  # 96 bits: collision-free in practice, short in HLLs and streams
+
+
+class Pseudonymizer:
+    def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.period_ms = settings.salt_rotation_days * DAY_MS
+        self.keep_ms = settings.late_window_ms + DAY_MS
+        self.session_grace_ms = settings.max_session_hours * 3_600_000
+        self._salts: dict[int, bytes] = {}
+
+    def epoch(self, ts_ms: int) -> int:
+        return ts_ms // self.period_ms
+
+    async def salt(self, epoch: int, now_ms: int) -> bytes:
+        cached = self._salts.get(epoch)
+        if cached is not None:
+            return cached
+        key = keyspace.salt(epoch)
+        expire_at_ms = max((epoch + 1) * self.period_ms + self.keep_ms, now_ms + 3_600_000)
+        await self.redis.set(key, secrets.token_bytes(32), nx=True, pxat=expire_at_ms)
+        value = await self.redis.get(key)
+        if value is None:  # expired between the two calls: only possible for a long-gone epoch
+            value = secrets.token_bytes(32)
+        self._salts = {e: s for e, s in self._salts.items() if e >= self.epoch(now_ms) - 2}
+        self._salts[epoch] = value
+        return value
+
+    @staticmethod
+    def digest(salt: bytes, raw: str) -> str:
+        return hmac.new(salt, raw.encode(), hashlib.sha256).hexdigest()[:DIGEST_CHARS]
+
+    async def pseudonym(self, raw: str, ts_ms: int, now_ms: int) -> str:
+        return self.digest(await self.salt(self.epoch(ts_ms), now_ms), raw)
+
+    async def session_alias(self, raw: str, ts_ms: int, now_ms: int) -> str | None:
+        """The pseudonym under the previous epoch's salt, for a session end near a rotation."""
+        epoch = self.epoch(ts_ms)
+        if epoch == 0 or ts_ms - epoch * self.period_ms >= self.session_grace_ms:
+            return None
+        return self.digest(await self.salt(epoch - 1, now_ms), raw)

@@ -1,0 +1,1 @@
+"""The KPI API: cached KPI time series, reports and the internal dashboard."""

@@ -1,0 +1,8 @@
+"""The contract shared by every process: event catalog, keyspace, settings, sketch, tokens."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("village-analytics")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,151 @@
+"""The event catalog (seed 003): msgspec structs that the hot path decodes into.
+
+The JSON Schema documents in ``schemas/events/`` are generated from these structs
+(``python -m schemas.export``) and checked in; ``tests/test_catalog.py`` fails when they drift.
+Payload structs list the allowed fields: anything else a client sends is dropped on decode.
+Strings are constrained to identifier-like patterns so no free-form text is accepted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Timestamp = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 timestamp with an offset, e.g. 2025-09-14T10:00:00Z"),
+]
+Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+ActorId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Version = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z.+\-]{1,32}$")]
+Platform = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_\-]{1,16}$")]
+
+
+# -- payloads: the allow-list of fields per event --------------------------------------------
+class VillageActivePayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    kind: Annotated[str, msgspec.Meta(pattern=r"^(heartbeat|daily)$")] = "heartbeat"
+
+
+class SessionStartPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    resumed: bool = False
+
+
+class SessionEndPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    reason: Annotated[str, msgspec.Meta(pattern=r"^(background|timeout|quit)$")] = "quit"
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400_000)] | None = None
+
+
+class DialogueOpenPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    dialogue_id: Token
+
+
+class CommandExecutedPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    command: Token
+    success: bool = True
+
+
+# -- events ------------------------------------------------------------------------------------
+class Event(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """Common fields of every catalog event."""
+
+    event_id: uuid.UUID
+    event_name: str
+    event_version: Annotated[int, msgspec.Meta(ge=1)]
+    ts_utc: Timestamp
+    client_ts: Timestamp | None = None
+    anon_village_id: ActorId
+    session_id: uuid.UUID | None = None
+    app_version: Version
+    platform: Platform
+
+
+class VillageActive(Event, kw_only=True):
+    event_name: Literal["village_active"]
+    event_version: Literal[1]
+    payload: VillageActivePayload = msgspec.field(default_factory=VillageActivePayload)
+
+
+class SessionStart(Event, kw_only=True):
+    event_name: Literal["session_start"]
+    event_version: Literal[1]
+    session_id: uuid.UUID
+    payload: SessionStartPayload = msgspec.field(default_factory=SessionStartPayload)
+
+
+class SessionEnd(Event, kw_only=True):
+    event_name: Literal["session_end"]
+    event_version: Literal[1]
+    session_id: uuid.UUID
+    payload: SessionEndPayload = msgspec.field(default_factory=SessionEndPayload)
+
+
+class DialogueOpen(Event, kw_only=True):
+    event_name: Literal["dialogue_open"]
+    event_version: Literal[1]
+    payload: DialogueOpenPayload
+
+
+class CommandExecuted(Event, kw_only=True):
+    event_name: Literal["command_executed"]
+    event_version: Literal[1]
+    payload: CommandExecutedPayload
+
+
+CATALOG: dict[tuple[str, int], type[Event]] = {
+    ("village_active", 1): VillageActive,
+    ("session_start", 1): SessionStart,
+    ("session_end", 1): SessionEnd,
+    ("dialogue_open", 1): DialogueOpen,
+    ("command_executed", 1): CommandExecuted,
+}
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=False):
+    """Just enough of an event to find its catalog entry."""
+
+    event_name: str
+    event_version: int = 1
+
+
+class Batch(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    """The native batch: events stay raw so each is validated, and rejected, on its own."""
+
+    batch_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    sent_at: Timestamp | None = None
+    events: list[msgspec.Raw]
+
+
+# -- what the stream holds -----------------------------------------------------------------------
+class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
+    """A validated, pseudonymised event as appended to a shard's stream (msgpack, array-like).
+
+    Times are epoch milliseconds: ``ts`` is the skew-corrected event time that every KPI keys on,
+    ``ts_original`` what the client sent, ``received`` the server's arrival time.
+    ``session_alt`` is the session pseudonym under the previous salt epoch, set only near an
+    epoch boundary so that a session spanning a rotation still pairs.
+    """
+
+    event_id: str
+    name: str
+    version: int
+    ts: int
+    ts_original: int
+    received: int
+    village: str
+    app_version: str
+    platform: str
+    session: str | None = None
+    session_alt: str | None = None
+    client_ts: int | None = None
+    payload: dict[str, Any] = {}
+
+
+STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
+STORED_ENCODER = msgspec.msgpack.Encoder()
+
+
+def schema_id(name: str, version: int) -> str:
+    return f"{name}.v{version}"

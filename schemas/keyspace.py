@@ -1,0 +1,82 @@
+"""The Redis keyspace: every key name the collector and workers write and the KPI API reads.
+
+Per-shard keys carry the hash tag ``{sN}`` so that each atomic script touches one cluster slot:
+a shard's stream, its dedup markers, its aggregates and its session state live together.
+Days are UTC dates of the (skew-corrected) event time, ``YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "analytics"
+
+
+def tag(shard: int) -> str:
+    return "{s%d}" % shard
+
+
+def shard_of(actor: str, shards: int) -> int:
+    """Partition by actor so per-shard unique sets are disjoint and a session stays on one shard.
+
+    Uses the raw id in memory only; the shard number is all that is kept.
+    """
+    return zlib.crc32(actor.encode()) % shards
+
+
+# -- per shard ---------------------------------------------------------------------------------
+def stream(shard: int) -> str:
+    """Accepted events: one entry per (request, shard) holding a msgpack list of StoredEvent."""
+    return f"{PREFIX}:{tag(shard)}:events"
+
+
+def late_stream(shard: int) -> str:
+    """Events older than the late window when processed: kept, not applied."""
+    return f"{PREFIX}:{tag(shard)}:late"
+
+
+def dedup_prefix(shard: int) -> str:
+    """Prefix of the per-event idempotency markers (``<prefix><event_id hex>``)."""
+    return f"{PREFIX}:{tag(shard)}:seen:"
+
+
+def dau(shard: int, day: str) -> str:
+    """HyperLogLog of pseudonymous village ids active on ``day``."""
+    return f"{PREFIX}:{tag(shard)}:dau:{day}"
+
+
+def counts(shard: int, day: str) -> str:
+    """Hash of daily counters: field ``<event_name>`` and ``<event_name>@<HH>`` (hourly)."""
+    return f"{PREFIX}:{tag(shard)}:counts:{day}"
+
+
+def session_state(shard: int, session: str) -> str:
+    """Hash pairing a session's start and end, whichever arrives first."""
+    return f"{PREFIX}:{tag(shard)}:session:{session}"
+
+
+def session_sketch(shard: int, day: str) -> str:
+    """Hash: ``n`` sessions, ``sum`` of durations in ms, ``b<i>`` DDSketch bucket counts, ``z`` zero."""
+    return f"{PREFIX}:{tag(shard)}:sessdur:{day}"
+
+
+def shard_stats(shard: int) -> str:
+    """Hash of the shard's operational counters (late, dead-lettered, applied)."""
+    return f"{PREFIX}:{tag(shard)}:stats"
+
+
+# -- global ------------------------------------------------------------------------------------
+DEAD_LETTER = f"{PREFIX}:deadletter"
+
+
+def salt(epoch: int) -> str:
+    """Secret HMAC salt for one rotation epoch; deleted (by TTL) after the late window."""
+    return f"{PREFIX}:salt:{epoch}"
+
+
+def heartbeat(consumer: str) -> str:
+    return f"{PREFIX}:heartbeat:{consumer}"
+
+
+def rate_limit(subject: str, minute: int) -> str:
+    return f"{PREFIX}:ratelimit:{subject}:{minute}"

@@ -1,0 +1,54 @@
+"""HTTP pieces both services share: the error body, health and readiness routes, server time."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schemas import __version__
+
+
+def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", "service": request.app.state.service, "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await request.app.state.redis.ping()
+    except (redis.RedisError, OSError) as exc:
+        return JSONResponse(
+            {"status": "unavailable", "detail": f"redis: {exc.__class__.__name__}",
+             "version": __version__},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    return JSONResponse({"status": "ready", "service": request.app.state.service, "version": __version__})
+
+
+class ServerTime:
+    """Stamp every response with ``X-Server-Time`` (epoch ms) so SDKs can correct their clocks."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-server-time", str(int(time.time() * 1000)).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, stamped)

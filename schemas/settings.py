@@ -1,0 +1,96 @@
+"""The one settings object: every process reads its configuration here, once, from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    analytics_enabled: bool = True
+    max_event_size: int = 2048
+    max_batch_size: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    rate_limit_per_minute: int = 6000
+    write_keys: tuple[str, ...] = field(default_factory=tuple)
+    jwt_secret_key: str = ""
+
+    analytics_retention_days: int = 90
+    metrics_retention_days: int = 365
+    late_window_hours: int = 48
+    future_margin_seconds: int = 300
+    skew_tolerance_seconds: int = 5
+    salt_rotation_days: int = 30
+    max_session_hours: int = 24
+
+    stream_shards: int = 4
+    consumer_group: str = "aggregator"
+    read_count: int = 100
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    max_deliveries: int = 5
+
+    kpi_cache_seconds: int = 60
+    kpi_max_range_days: int = 400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        d = cls()
+
+        def num(name: str, default: int) -> int:
+            raw = e.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
+
+        return cls(
+            redis_url=e.get("REDIS_URL") or None,
+            port=num("PORT", d.port),
+            host=e.get("HOST", d.host),
+            log_level=e.get("LOG_LEVEL", d.log_level).upper(),
+            analytics_enabled=_bool(e.get("ANALYTICS_ENABLED", "true")),
+            max_event_size=num("ANALYTICS_MAX_EVENT_SIZE", d.max_event_size),
+            max_batch_size=num("MAX_BATCH_SIZE", d.max_batch_size),
+            max_body_bytes=num("MAX_BODY_BYTES", d.max_body_bytes),
+            rate_limit_per_minute=num("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
+            write_keys=_csv(e.get("ANALYTICS_WRITE_KEYS", "")),
+            jwt_secret_key=e.get("JWT_SECRET_KEY", ""),
+            analytics_retention_days=num("ANALYTICS_RETENTION_DAYS", d.analytics_retention_days),
+            metrics_retention_days=num("METRICS_RETENTION_DAYS", d.metrics_retention_days),
+            late_window_hours=num("LATE_WINDOW_HOURS", d.late_window_hours),
+            future_margin_seconds=num("FUTURE_MARGIN_SECONDS", d.future_margin_seconds),
+            skew_tolerance_seconds=num("SKEW_TOLERANCE_SECONDS", d.skew_tolerance_seconds),
+            salt_rotation_days=max(1, num("SALT_ROTATION_DAYS", d.salt_rotation_days)),
+            max_session_hours=num("MAX_SESSION_HOURS", d.max_session_hours),
+            stream_shards=max(1, num("STREAM_SHARDS", d.stream_shards)),
+            consumer_group=e.get("CONSUMER_GROUP", d.consumer_group),
+            read_count=num("READ_COUNT", d.read_count),
+            block_ms=num("BLOCK_MS", d.block_ms),
+            claim_idle_ms=num("CLAIM_IDLE_MS", d.claim_idle_ms),
+            max_deliveries=num("MAX_DELIVERIES", d.max_deliveries),
+            kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
+            kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
+        )
+
+    @property
+    def late_window_ms(self) -> int:
+        return self.late_window_hours * 3_600_000

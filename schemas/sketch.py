@@ -1,0 +1,80 @@
+"""The session-duration sketch (DDSketch): log-spaced buckets, mergeable by adding counts.
+
+The aggregator's Lua script computes bucket indexes with the same ``GAMMA``; readers merge the
+per-shard, per-day hashes field-wise and estimate quantiles here. Relative error <= ``ALPHA``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+ALPHA = 0.005
+GAMMA = (1 + ALPHA) / (1 - ALPHA)
+LOG_GAMMA = math.log(GAMMA)
+
+
+def bucket(value_ms: float) -> int:
+    return math.ceil(math.log(value_ms) / LOG_GAMMA)
+
+
+def representative(index: int) -> float:
+    return 2 * GAMMA**index / (GAMMA + 1)
+
+
+class Sketch:
+    """Merged view of one or more sketch hashes (``n``, ``sum``, ``z``, ``b<i>``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sum_ms = 0
+        self.zero = 0
+        self.buckets: dict[int, int] = {}
+
+    def merge(self, fields: Mapping[bytes | str, bytes | str | int]) -> None:
+        for raw_key, raw_val in fields.items():
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            val = int(raw_val)
+            if key == "n":
+                self.n += val
+            elif key == "sum":
+                self.sum_ms += val
+            elif key == "z":
+                self.zero += val
+            elif key.startswith("b"):
+                idx = int(key[1:])
+                self.buckets[idx] = self.buckets.get(idx, 0) + val
+
+    def add(self, value_ms: int) -> None:
+        """Pure-Python insert, for ground truth in tests and benchmarks."""
+        self.n += 1
+        self.sum_ms += value_ms
+        if value_ms <= 0:
+            self.zero += 1
+        else:
+            i = bucket(value_ms)
+            self.buckets[i] = self.buckets.get(i, 0) + 1
+
+    def average_ms(self) -> float:
+        return self.sum_ms / self.n if self.n else 0.0
+
+    def quantile_ms(self, q: float) -> float:
+        if self.n == 0:
+            return 0.0
+        rank = q * (self.n - 1)
+        seen = self.zero
+        if rank < seen:
+            return 0.0
+        for idx in sorted(self.buckets):
+            seen += self.buckets[idx]
+            if seen > rank:
+                return representative(idx)
+        return representative(max(self.buckets))
+
+
+def exact_quantile(values: Iterable[float], q: float) -> float:
+    """Lower-rank quantile with the same rank rule as ``Sketch.quantile_ms``."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[int(q * (len(ordered) - 1))]

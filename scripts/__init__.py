@@ -1,0 +1,1 @@
+"""Operator and developer scripts: synthetic traffic, the dev launcher, benchmarks."""
