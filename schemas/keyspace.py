@@ -60,6 +60,15 @@ def session_sketch(shard: int, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:sessdur:{day}"
 
 
+def recent(shard: int) -> str:
+    """List of the shard's last accepted events (msgpack StoredEvent, pseudonymised), newest first.
+
+    The collector's debug buffer: capped to ``DEBUG_BUFFER_SIZE`` and expiring after
+    ``DEBUG_BUFFER_TTL_SECONDS`` without writes.
+    """
+    return f"{PREFIX}:{tag(shard)}:recent"
+
+
 def shard_stats(shard: int) -> str:
     """Hash of the shard's operational counters (late, dead-lettered, applied)."""
     return f"{PREFIX}:{tag(shard)}:stats"

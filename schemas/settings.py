@@ -48,6 +48,15 @@ class Settings:
     kpi_cache_seconds: int = 60
     kpi_max_range_days: int = 400
 
+    # -- collector on the public internet (issue 3) --
+    backpressure_max_lag: int = 100_000  # undelivered stream entries, summed over shards
+    backpressure_max_memory_bytes: int = 0  # 0: only the percentage of maxmemory applies
+    backpressure_memory_percent: int = 90  # of Redis maxmemory, when maxmemory is set
+    backpressure_check_ms: int = 1000  # each process probes Redis at most this often
+    debug_buffer_size: int = 100  # recent accepted events kept per shard (0: off)
+    debug_buffer_ttl_seconds: int = 3600
+    deadletter_maxlen: int = 100_000
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
@@ -89,6 +98,17 @@ class Settings:
             max_deliveries=num("MAX_DELIVERIES", d.max_deliveries),
             kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
             kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
+            backpressure_max_lag=num("BACKPRESSURE_MAX_LAG", d.backpressure_max_lag),
+            backpressure_max_memory_bytes=num(
+                "BACKPRESSURE_MAX_MEMORY_BYTES", d.backpressure_max_memory_bytes
+            ),
+            backpressure_memory_percent=num(
+                "BACKPRESSURE_MEMORY_PERCENT", d.backpressure_memory_percent
+            ),
+            backpressure_check_ms=num("BACKPRESSURE_CHECK_MS", d.backpressure_check_ms),
+            debug_buffer_size=num("DEBUG_BUFFER_SIZE", d.debug_buffer_size),
+            debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
+            deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
         )
 
     @property
