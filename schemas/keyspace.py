@@ -89,3 +89,8 @@ def heartbeat(consumer: str) -> str:
 
 def rate_limit(subject: str, minute: int) -> str:
     return f"{PREFIX}:ratelimit:{subject}:{minute}"
+
+
+def api_rate_limit(token_digest: str, window: int) -> str:
+    """KPI API requests of one bearer token in one minute window; the token is kept only as a digest."""
+    return f"{PREFIX}:api-ratelimit:{token_digest}:{window}"

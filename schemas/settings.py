@@ -47,6 +47,14 @@ class Settings:
 
     kpi_cache_seconds: int = 60
     kpi_max_range_days: int = 400
+    # KPI API (issue 5): cache lifetimes, privacy threshold, per-token rate limit, exports
+    kpi_cache_closed_seconds: int = 3600
+    kpi_min_group_size: int = 5
+    kpi_rate_limit_per_minute: int = 600
+    export_max_rows: int = 0
+    export_xlsx_max_rows: int = 1_048_575
+    export_chunk: int = 200
+    dashboard_assets: str = ""
 
     # -- collector on the public internet (issue 3) --
     backpressure_max_lag: int = 100_000  # undelivered stream entries, summed over shards
@@ -98,6 +106,13 @@ class Settings:
             max_deliveries=num("MAX_DELIVERIES", d.max_deliveries),
             kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
             kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
+            kpi_cache_closed_seconds=num("KPI_CACHE_CLOSED_SECONDS", d.kpi_cache_closed_seconds),
+            kpi_min_group_size=num("KPI_MIN_GROUP_SIZE", d.kpi_min_group_size),
+            kpi_rate_limit_per_minute=num("KPI_RATE_LIMIT_PER_MINUTE", d.kpi_rate_limit_per_minute),
+            export_max_rows=num("EXPORT_MAX_ROWS", d.export_max_rows),
+            export_xlsx_max_rows=num("EXPORT_XLSX_MAX_ROWS", d.export_xlsx_max_rows),
+            export_chunk=max(1, num("EXPORT_CHUNK", d.export_chunk)),
+            dashboard_assets=e.get("DASHBOARD_ASSETS", d.dashboard_assets),
             backpressure_max_lag=num("BACKPRESSURE_MAX_LAG", d.backpressure_max_lag),
             backpressure_max_memory_bytes=num(
                 "BACKPRESSURE_MAX_MEMORY_BYTES", d.backpressure_max_memory_bytes
