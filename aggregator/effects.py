@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas import keyspace
-from schemas.catalog import StoredEvent
+from schemas.catalog import STORED_ENCODER, StoredEvent
 from schemas.days import DAY_MS, day_number, day_of_ms, day_of_number
 
 PFADD_CHUNK = 500  # members per PFADD call, well under Lua's unpack limit
@@ -32,17 +32,26 @@ class Effects:
         return idx
 
 
-def build(
-    shard: int, events: Sequence[StoredEvent], now_ms: int, late_window_ms: int, late_body: bytes | None
-) -> Effects:
-    """Ops for one entry. ``late_body`` is the msgpack list of the late events, if any."""
+def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
+    """Late means it reached the collector more than the window after its event time.
+
+    Judged per event from ``received`` (server time at arrival), not from when a worker gets to
+    it: a backlog or a replay decides the same way, and an event that arrived in time still counts
+    after a worker outage. An event exactly ``late_window_ms`` old on arrival still counts.
+    """
+    return ev.ts < ev.received - late_window_ms
+
+
+def build(shard: int, events: Sequence[StoredEvent], late_window_ms: int) -> Effects:
+    """Ops for one entry; its late events are kept aside (msgpack list) in the late stream."""
     fx = Effects(shard)
-    cutoff = now_ms - late_window_ms
     uniques: dict[str, set[str]] = {}
     counters: dict[tuple[str, str], int] = {}
+    late: list[StoredEvent] = []
     for ev in events:
-        if ev.ts < cutoff:
+        if is_late(ev, late_window_ms):
             fx.late += 1
+            late.append(ev)
             continue
         fx.applied += 1
         day = day_of_ms(ev.ts)
@@ -78,6 +87,6 @@ def build(
         fx.ops += ["E", fx.key(key)]
     if fx.applied:
         fx.ops += ["I", 2, "applied", fx.applied]
-    if fx.late and late_body is not None:
-        fx.ops += ["L", fx.key(keyspace.late_stream(shard)), late_body, fx.late]
+    if late:
+        fx.ops += ["L", fx.key(keyspace.late_stream(shard)), STORED_ENCODER.encode(late), fx.late]
     return fx

@@ -1,8 +1,11 @@
 """The worker loop: read the shard streams with a consumer group, apply each entry exactly once.
 
-On start a worker first re-reads its own pending entries (ID ``0``), then new ones (``>``); it
-periodically XAUTOCLAIMs entries that a dead consumer left pending. An entry that cannot be
-decoded, or that was delivered more than ``max_deliveries`` times, goes to the dead-letter stream.
+Every worker reads every shard: the consumer group hands each entry to one consumer, so workers
+share the shards by asking for work, and adding or removing one needs no coordination (a
+removed one's leftovers are claimed). On start a worker first re-reads its own pending entries
+(ID ``0``), then new ones (``>``); it periodically XAUTOCLAIMs entries that a dead consumer left
+pending. An entry that cannot be decoded or applied, or that was delivered more than
+``max_deliveries`` times, goes to the shard's dead-letter stream with the reason.
 The first SIGTERM/SIGINT stops reading after the batch in hand; the second exits at once.
 """
 
@@ -10,24 +13,31 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import redis
 
+from aggregator import maintenance, metrics
+from aggregator.backlog import pending_total
 from aggregator.effects import build
 from schemas import keyspace
 from schemas.catalog import STORED_LIST_DECODER
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
+__all__ = ["Worker", "default_consumer_name", "ensure_groups", "pending_total"]
+
 log = logging.getLogger("aggregator")
 APPLY_LUA = Path(__file__).with_name("apply.lua").read_text()
-HEARTBEAT_TTL_S = 30
+DEAD_LETTER_LUA = Path(__file__).with_name("deadletter.lua").read_text()
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def default_consumer_name() -> str:
@@ -50,18 +60,23 @@ class Worker:
         settings: Settings,
         consumer: str | None = None,
         shards: list[int] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
         self.settings = settings
         self.consumer = consumer or default_consumer_name()
         self.shards = shards if shards is not None else list(range(settings.stream_shards))
+        self._shard_of = {keyspace.stream(s): s for s in self.shards}
         self.apply = client.register_script(APPLY_LUA)
+        self.dead_letter = client.register_script(DEAD_LETTER_LUA)
+        self.clock = clock
         self.stopping = False
         self._signals = 0
         self._last_claim = 0.0
-        self.applied = 0
-        self.late = 0
-        self.dead = 0
+        self._last_heartbeat = 0.0
+        self._last_maintenance = time.monotonic()
+        # this process's tallies (the metrics counters hold the same, labelled by shard)
+        self.processed = self.applied = self.late = self.dead = self.skipped = self.trimmed = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -77,38 +92,88 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def run(self, burst: bool = False) -> None:
-        """Process until stopped; with ``burst`` return once nothing is pending or new."""
-        ensure_groups(self.redis, self.settings)
-        self._drain_own_pending()
+        """Process until stopped; with ``burst`` return once nothing is pending or new.
+
+        Redis going away is survived with capped, jittered exponential backoff; after a reconnect
+        the groups are re-created if the server lost them and the worker's own pending entries
+        are re-read first, exactly as on a fresh start.
+        """
+        ready = False
         backoff = 0.1
         while not self.stopping:
             try:
-                self.heartbeat()
+                if not ready:
+                    ensure_groups(self.redis, self.settings)
+                    self.heartbeat()
+                    self._drain_own_pending()
+                    ready = True
+                    continue
+                self.heartbeat(force=False)
+                self._maintain_if_due()
                 handled = self.claim_idle() if self._claim_due() else 0
-                handled += self.read_new(block=not burst)
+                if not self.stopping:
+                    handled += self.read_new(block=not burst)
                 backoff = 0.1
                 if burst and handled == 0:
-                    return
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    break
+            except _CONNECTION_ERRORS as exc:
+                ready = False
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._pause(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, float(self.settings.reconnect_max_seconds))
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group missing (server restarted empty?); re-creating it")
+                ready = False
+        self._clear_heartbeat()
 
-    def heartbeat(self) -> None:
-        self.redis.set(keyspace.heartbeat(self.consumer), int(time.time() * 1000), ex=HEARTBEAT_TTL_S)
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def heartbeat(self, force: bool = True) -> None:
+        """Refresh the liveness key; in the loop at most three times per TTL."""
+        ttl = self.settings.heartbeat_ttl_seconds
+        if not force and time.monotonic() - self._last_heartbeat < ttl / 3:
+            return
+        value = msgspec.json.encode(
+            {"at": int(self.clock() * 1000), "pid": os.getpid(), "host": socket.gethostname()}
+        )
+        self.redis.set(keyspace.heartbeat(self.consumer), value, ex=ttl)
+        self._last_heartbeat = time.monotonic()
+
+    def _clear_heartbeat(self) -> None:
+        try:
+            self.redis.delete(keyspace.heartbeat(self.consumer))
+        except _CONNECTION_ERRORS:
+            pass  # it expires by itself
+
+    def _maintain_if_due(self) -> None:
+        if time.monotonic() - self._last_maintenance < self.settings.maintenance_seconds:
+            return
+        self._last_maintenance = time.monotonic()
+        maintenance.trim(self.redis, self.settings, int(self.clock() * 1000))
+        pruned = maintenance.prune_consumers(self.redis, self.settings)
+        if pruned:
+            log.info("pruned %d silent consumers with nothing pending", pruned)
 
     # -- reading ----------------------------------------------------------------------------
     def _drain_own_pending(self) -> None:
+        """Finish what this consumer name was given before a crash or restart."""
         streams = {keyspace.stream(s): "0" for s in self.shards}
         while streams and not self.stopping:
+            self.heartbeat(force=False)
             reply = self.redis.xreadgroup(
                 self.settings.consumer_group, self.consumer, streams, count=self.settings.read_count
             )
             progressed = {}
-            for name, entries in reply or []:
+            for raw_name, entries in reply or []:
                 if entries:
-                    self.process(name.decode(), entries)
-                    progressed[name.decode()] = entries[-1][0].decode()
+                    name = raw_name.decode()
+                    self.process(name, entries, redelivered=True)
+                    progressed[name] = entries[-1][0].decode()
             streams = progressed
 
     def read_new(self, block: bool = True) -> int:
@@ -129,48 +194,64 @@ class Worker:
         return time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 4000
 
     def claim_idle(self) -> int:
-        """Take over entries idle longer than ``claim_idle_ms`` (their consumer died)."""
+        """Take over entries idle longer than ``claim_idle_ms`` (their consumer died or hung)."""
         self._last_claim = time.monotonic()
         handled = 0
         for shard in self.shards:
             name = keyspace.stream(shard)
             start = "0-0"
-            while True:
-                nxt, entries, *_ = self.redis.xautoclaim(
+            while not self.stopping:
+                reply = self.redis.xautoclaim(
                     name, self.settings.consumer_group, self.consumer,
                     min_idle_time=self.settings.claim_idle_ms, start_id=start,
                     count=self.settings.read_count,
                 )
-                entries = [e for e in entries if e and e[1] is not None]
+                nxt, entries = reply[0], reply[1]
+                # Redis >= 7 drops entries trimmed away from the pending list itself and names them
+                # in a third element; older replies carry them as entries without fields
+                gone = len(reply[2]) if len(reply) > 2 else 0
+                if gone:
+                    self.trimmed += gone
+                    metrics.TRIMMED.labels(str(shard)).inc(gone)
                 if entries:
-                    handled += self.process(name, entries, claimed=True)
+                    handled += self.process(name, entries, redelivered=True)
                 start = nxt.decode() if isinstance(nxt, bytes) else nxt
                 if start == "0-0":
                     break
         return handled
 
     # -- applying ---------------------------------------------------------------------------
-    def process(self, stream: str, entries: list[Any], claimed: bool = False) -> int:
-        shard = _shard_of_stream(stream, self.shards)
-        now = int(time.time() * 1000)
+    def process(self, stream: str, entries: list[Any], redelivered: bool = False) -> int:
+        """Apply a batch: one atomic script per entry, all pipelined in one round trip.
+
+        ``redelivered`` entries (own pending, claimed) have their delivery counts checked first.
+        """
+        started = time.perf_counter()
+        shard = self._shard_of[stream]
+        label = str(shard)
         s = self.settings
-        too_many = self._over_delivered(stream, entries) if claimed else set()
+        over = self._over_delivered(stream, entries) if redelivered else {}
         pipe = self.redis.pipeline(transaction=False)
-        calls = 0
+        plan: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
         for entry_id, fields in entries:
-            eid = entry_id.decode()
-            if eid in too_many:
-                self._dead_letter(pipe, stream, eid, fields, "delivered too many times")
+            eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            if not fields:  # trimmed or deleted while it was pending: nothing left to apply
+                pipe.xack(stream, s.consumer_group, eid)
+                plan.append(("trimmed", eid, 0, 0))
+                continue
+            if eid in over:
+                reason = f"delivered {over[eid]} times (MAX_DELIVERIES={s.max_deliveries})"
+                self._dead_letter(pipe, shard, eid, fields, reason)
+                plan.append(("dead", eid, 0, 0))
                 continue
             try:
-                body = fields[b"e"]
-                events = STORED_LIST_DECODER.decode(body)
-            except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._dead_letter(pipe, stream, eid, fields, f"undecodable entry: {exc}")
+                events = STORED_LIST_DECODER.decode(fields[b"e"])
+                fx = build(shard, events, s.late_window_ms)
+            except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
+                kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
+                self._dead_letter(pipe, shard, eid, fields, f"{kind}: {exc!r}")
+                plan.append(("dead", eid, 0, 0))
                 continue
-            late_events = [e for e in events if e.ts < now - s.late_window_ms]
-            late_body = msgspec.msgpack.encode(late_events) if late_events else None
-            fx = build(shard, events, now, s.late_window_ms, late_body)
             self.apply(
                 keys=fx.keys,
                 args=[
@@ -179,63 +260,56 @@ class Worker:
                 ],
                 client=pipe,
             )
-            self.applied += fx.applied
-            self.late += fx.late
-            calls += 1
-        for result in pipe.execute(raise_on_error=False):
+            plan.append(("apply", eid, fx.applied, fx.late))
+        results = pipe.execute(raise_on_error=False) if plan else []
+        for (kind, eid, applied, late), result in zip(plan, results):
             if isinstance(result, Exception):
                 # the entry stays pending: it is retried, then dead-lettered past max_deliveries
-                log.error("applying an entry of %s failed: %s", stream, result)
+                log.error("entry %s of %s failed: %s", eid, stream, result)
+                metrics.ERRORS.labels(label).inc()
+            elif kind == "apply" and result == 1:
+                self.applied += applied
+                self.late += late
+                metrics.APPLIED.labels(label).inc(applied)
+                metrics.LATE.labels(label).inc(late)
+            elif kind == "apply":  # another consumer applied it first: XACK in the script said 0
+                self.skipped += 1
+                metrics.SKIPPED.labels(label).inc()
+            elif kind == "dead" and result == 1:
+                self.dead += 1
+                metrics.DEAD_LETTERED.labels(label).inc()
+            elif kind == "trimmed":
+                self.trimmed += 1
+                metrics.TRIMMED.labels(label).inc()
+        self.processed += len(entries)
+        metrics.PROCESSED.labels(label).inc(len(entries))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return len(entries)
 
-    def _over_delivered(self, stream: str, entries: list[Any]) -> set[str]:
+    def _over_delivered(self, stream: str, entries: list[Any]) -> dict[str, int]:
+        """Delivery counts above ``max_deliveries`` of these entries, now pending to this consumer."""
         ids = [e[0] for e in entries]
         if not ids:
-            return set()
+            return {}
         pending = self.redis.xpending_range(
-            stream, self.settings.consumer_group, min=ids[0], max=ids[-1], count=len(ids) * 2
+            stream, self.settings.consumer_group, min=ids[0], max=ids[-1], count=len(ids),
+            consumername=self.consumer,
         )
         return {
-            p["message_id"].decode()
+            p["message_id"].decode(): int(p["times_delivered"])
             for p in pending
             if p["times_delivered"] > self.settings.max_deliveries
         }
 
-    def _dead_letter(self, pipe: Any, stream: str, eid: str, fields: Any, reason: str) -> None:
-        self.dead += 1
-        log.error("dead-lettering %s %s: %s", stream, eid, reason)
-        record = {"stream": stream, "entry_id": eid, "reason": reason, "at": int(time.time() * 1000)}
+    def _dead_letter(self, pipe: Any, shard: int, eid: str, fields: Any, reason: str) -> None:
+        log.error("dead-lettering %s %s: %s", keyspace.stream(shard), eid, reason)
+        record = {
+            "stream": keyspace.stream(shard), "entry_id": eid, "reason": reason,
+            "consumer": self.consumer, "at": int(self.clock() * 1000),
+        }
         body = fields.get(b"e", b"") if isinstance(fields, dict) else b""
-        pipe.xadd(keyspace.DEAD_LETTER, {"r": msgspec.json.encode(record), "e": body})
-        pipe.xack(stream, self.settings.consumer_group, eid)
-
-
-def _shard_of_stream(stream: str, shards: list[int]) -> int:
-    for shard in shards:
-        if keyspace.stream(shard) == stream:
-            return shard
-    raise ValueError(f"stream {stream} is not one of this worker's shards")
-
-
-def pending_total(client: redis.Redis, settings: Settings) -> int:
-    """Entries not yet applied across all shards: undelivered lag plus pending.
-
-    A stream whose group does not exist yet counts all its entries as not applied.
-    """
-    total = 0
-    for shard in range(settings.stream_shards):
-        name = keyspace.stream(shard)
-        try:
-            groups = client.xinfo_groups(name)
-        except redis.ResponseError:  # no such stream: nothing was ever written
-            continue
-        group = next((g for g in groups if g["name"].decode() == settings.consumer_group), None)
-        if group is None:
-            total += client.xlen(name)
-            continue
-        lag = group.get("lag")
-        if lag is None:  # unknown after trims: compare the last delivered id with the last id
-            last = client.xinfo_stream(name)["last-generated-id"]
-            lag = 0 if group["last-delivered-id"] == last else 1
-        total += int(lag) + int(group["pending"])
-    return total
+        self.dead_letter(
+            keys=[keyspace.stream(shard), keyspace.worker_dead_letter(shard), keyspace.shard_stats(shard)],
+            args=[self.settings.consumer_group, eid, msgspec.json.encode(record), body],
+            client=pipe,
+        )

@@ -69,6 +69,12 @@ def recent(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:recent"
 
 
+def worker_dead_letter(shard: int) -> str:
+    """Stream entries the workers gave up on (undecodable, or delivered too many times), with
+    the reason; per shard so that moving an entry here and acking it is one atomic step."""
+    return f"{PREFIX}:{tag(shard)}:deadletter"
+
+
 def shard_stats(shard: int) -> str:
     """Hash of the shard's operational counters (late, dead-lettered, applied)."""
     return f"{PREFIX}:{tag(shard)}:stats"
@@ -84,7 +90,11 @@ def salt(epoch: int) -> str:
 
 
 def heartbeat(consumer: str) -> str:
+    """A worker's liveness: epoch ms of its last loop, expiring after ``heartbeat_ttl_seconds``."""
     return f"{PREFIX}:heartbeat:{consumer}"
+
+
+HEARTBEAT_PATTERN = f"{PREFIX}:heartbeat:*"
 
 
 def rate_limit(subject: str, minute: int) -> str:

@@ -44,6 +44,12 @@ class Settings:
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
+    # aggregator operations: heartbeat freshness, reconnect backoff cap, metrics port (0 = off),
+    # how often a worker trims streams and prunes consumers that died with nothing pending
+    heartbeat_ttl_seconds: int = 30
+    reconnect_max_seconds: int = 10
+    aggregator_metrics_port: int = 0
+    maintenance_seconds: int = 60
 
     kpi_cache_seconds: int = 60
     kpi_max_range_days: int = 400
@@ -53,7 +59,7 @@ class Settings:
     kpi_rate_limit_per_minute: int = 600
     export_max_rows: int = 0
     export_xlsx_max_rows: int = 1_048_575
-    export_chunk: int = 200
+    export_chunk: int = 16
     dashboard_assets: str = ""
 
     # -- collector on the public internet (issue 3) --
@@ -104,6 +110,10 @@ class Settings:
             block_ms=num("BLOCK_MS", d.block_ms),
             claim_idle_ms=num("CLAIM_IDLE_MS", d.claim_idle_ms),
             max_deliveries=num("MAX_DELIVERIES", d.max_deliveries),
+            heartbeat_ttl_seconds=max(1, num("HEARTBEAT_TTL_SECONDS", d.heartbeat_ttl_seconds)),
+            reconnect_max_seconds=max(1, num("RECONNECT_MAX_SECONDS", d.reconnect_max_seconds)),
+            aggregator_metrics_port=num("AGGREGATOR_METRICS_PORT", d.aggregator_metrics_port),
+            maintenance_seconds=max(1, num("MAINTENANCE_SECONDS", d.maintenance_seconds)),
             kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
             kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
             kpi_cache_closed_seconds=num("KPI_CACHE_CLOSED_SECONDS", d.kpi_cache_closed_seconds),
