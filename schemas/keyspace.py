@@ -75,6 +75,16 @@ def worker_dead_letter(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:deadletter"
 
 
+def kpi(shard: int, name: str, day: str) -> str:
+    """A declared KPI's own aggregate for a day (HLL, hash or sorted set by the KPI's kind)."""
+    return f"{PREFIX}:{tag(shard)}:kpi:{name}:{day}"
+
+
+def kpi_all_time(shard: int, name: str) -> str:
+    """A top-N KPI's running all-time table (seed 000's install_count per server); no TTL."""
+    return f"{PREFIX}:{tag(shard)}:kpi:{name}:all"
+
+
 def shard_stats(shard: int) -> str:
     """Hash of the shard's operational counters (late, dead-lettered, applied)."""
     return f"{PREFIX}:{tag(shard)}:stats"
