@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from kpi_api.cache import TTLCache
-from kpi_api.routes import kpi
+from kpi_api import dashboard, reports, routes
+from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
 from schemas.service import ServerTime, healthz, readyz
 from schemas.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, clock: Clock = time.time) -> Starlette:
+    """``clock`` (epoch seconds) drives cache lifetimes, open days and rate-limit windows."""
     settings = settings or Settings.from_env()
 
     @contextlib.asynccontextmanager
@@ -29,7 +31,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/internal/analytics/kpis/{kpi}", kpi),
+            Route("/internal/analytics/kpis", routes.kpi_list),
+            Route("/internal/analytics/kpis.csv", routes.kpi_csv),
+            Route("/internal/analytics/kpis/{kpi}", routes.kpi),
+            Route("/internal/analytics/kpis/{kpi}/summary", routes.kpi_summary),
+            Route("/internal/analytics/kpis/{kpi}/heatmap", routes.kpi_heatmap),
+            Route("/api/analytics/metrics", routes.metrics),
+            Route("/api/analytics/reports/dau", reports.dau),
+            Route("/api/analytics/reports/events", reports.events_export),
+            Route("/api/admin/analytics/daily-summary/", reports.daily_summary),
+            Route("/api/admin/analytics/active-users/", reports.active_users),
+            Route("/api/admin/analytics/top-services/", reports.top_services),
+            Route("/api/admin/analytics/export/", reports.admin_export),
+            Route("/dashboard", dashboard.page),
+            Route("/dashboard/assets/{name}", dashboard.asset),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
@@ -38,5 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.service = "kpi_api"
-    app.state.cache = TTLCache(settings.kpi_cache_seconds)
+    app.state.clock = clock
+    app.state.cache = TTLCache(clock)
+    app.state.vendor = dashboard.resolve_vendor(settings.dashboard_assets)
     return app

@@ -1,92 +1,119 @@
-"""The seed-003 KPI routes: ``/internal/analytics/kpis/<kpi>?start=&end=`` -> ``[{date, value}]``."""
+"""KPI routes: ``/internal/analytics/kpis/<kpi>`` time series, their summaries and heatmaps.
+
+The seed-003 four (``daily-active-villages``, ``session-duration``, ``dialogue-opens``,
+``command-executions``) answer ``[{date, value}]`` exactly as before; every registered KPI is
+served the same way, with ``granularity``, ``group_by`` and ``limit`` where it supports them.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+import csv
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kpi_api import queries
-from schemas import tokens
-from schemas.service import error
-
-METRICS = ("avg", "p50", "p95")
-COUNT_KPIS = {"dialogue-opens": "dialogue_open", "command-executions": "command_executed"}
+from kpi_api import kpis, params
+from kpi_api.auth import guard
+from kpi_api.cache import ttl_for
+from kpi_api.errors import BadRequest
 
 
-class BadRequest(Exception):
-    pass
+async def cached(request: Request, key: tuple[Any, ...], last_day: Any,
+                 compute: Callable[[], Awaitable[Any]]) -> Response:
+    """Answer from the cache or compute; lifetime by whether ``last_day`` is still open."""
+    state = request.app.state
+    value = state.cache.get(key)
+    hit = value is not None
+    ttl = ttl_for(last_day, state.clock(), state.settings)
+    if value is None:
+        value = await compute()
+        state.cache.put(key, value, ttl)
+    return JSONResponse(value, headers={"X-Cache": "hit" if hit else "miss",
+                                        "Cache-Control": f"private, max-age={ttl}"})
 
 
-def _date(request: Request, name: str) -> date:
-    raw = request.query_params.get(name)
-    if not raw:
-        raise BadRequest(f"query parameter {name!r} is required (YYYY-MM-DD)")
-    try:
-        return date.fromisoformat(raw) if len(raw) == 10 else _bad_date(name, raw)
-    except ValueError:
-        return _bad_date(name, raw)
-
-
-def _bad_date(name: str, raw: str) -> date:
-    raise BadRequest(f"{name}={raw!r} is not a date (YYYY-MM-DD)")
-
-
-def _range(request: Request) -> tuple[date, date]:
-    start, end = _date(request, "start"), _date(request, "end")
-    if end < start:
-        raise BadRequest(f"end {end} is before start {start}")
-    limit = request.app.state.settings.kpi_max_range_days
-    if (end - start).days + 1 > limit:
-        raise BadRequest(f"range is {(end - start).days + 1} days, over the {limit}-day maximum")
-    return start, end
-
-
-def authorize(request: Request) -> Response | None:
-    token = tokens.bearer(request.headers.get("authorization"))
-    if token is None:
-        return error(401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"})
-    try:
-        tokens.verify(request.app.state.settings.jwt_secret_key, token)
-    except tokens.TokenError as exc:
-        return error(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.detail)
-    return None
-
-
+@guard()
 async def kpi(request: Request) -> Response:
-    denied = authorize(request)
-    if denied:
-        return denied
-    name = request.path_params["kpi"]
-    try:
-        start, end = _range(request)
-        metric = request.query_params.get("metric", "avg")
-        if name == "session-duration" and metric not in METRICS:
-            raise BadRequest(f"metric={metric!r}: use one of {', '.join(METRICS)}")
-        if name != "daily-active-villages" and name != "session-duration" and name not in COUNT_KPIS:
-            known = ["daily-active-villages", "session-duration", *COUNT_KPIS]
-            return error(404, "unknown_kpi", f"unknown KPI {name!r}; known: {', '.join(known)}")
-    except BadRequest as exc:
-        return error(400, "bad_request", str(exc))
-    cache = request.app.state.cache
-    cache_key = (name, metric if name == "session-duration" else None, start, end)
-    series = cache.get(cache_key)
-    hit = series is not None
-    if series is None:
-        r, s = request.app.state.redis, request.app.state.settings
-        try:
-            if name == "daily-active-villages":
-                series = await queries.daily_uniques(r, s, start, end)
-            elif name == "session-duration":
-                series = await queries.session_duration(r, s, metric, start, end)
-            else:
-                series = await queries.daily_count(r, s, COUNT_KPIS[name], start, end)
-        except (redis.RedisError, OSError):
-            return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
-        cache.put(cache_key, series)
-    max_age = request.app.state.settings.kpi_cache_seconds
-    return JSONResponse(
-        series, headers={"X-Cache": "hit" if hit else "miss", "Cache-Control": f"private, max-age={max_age}"}
-    )
+    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    r, s = request.app.state.redis, request.app.state.settings
+    return await cached(request, q.cache_key("series"), q.end, lambda: kpis.series(r, s, q))
+
+
+@guard()
+async def kpi_summary(request: Request) -> Response:
+    """Range total, the previous period's total (shifted by whole weeks) and the delta."""
+    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    r, s = request.app.state.redis, request.app.state.settings
+    return await cached(request, q.cache_key("summary"), q.end, lambda: kpis.summary(r, s, q))
+
+
+@guard()
+async def kpi_heatmap(request: Request) -> Response:
+    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    r, s = request.app.state.redis, request.app.state.settings
+    return await cached(request, q.cache_key("heatmap"), q.end, lambda: kpis.heatmap(r, s, q))
+
+
+@guard()
+async def kpi_list(request: Request) -> Response:
+    s = request.app.state.settings
+    return JSONResponse({
+        "kpis": [k.describe() for k in kpis.REGISTRY.values()],
+        "cache_seconds": s.kpi_cache_seconds, "cache_closed_seconds": s.kpi_cache_closed_seconds,
+        "max_range_days": s.kpi_max_range_days, "min_group_size": s.kpi_min_group_size,
+    })
+
+
+CSV_COLUMNS = (
+    ("daily_active_villages", "daily-active-villages", {}),
+    ("weekly_active_villages", "weekly-active-villages", {}),
+    ("monthly_active_villages", "monthly-active-villages", {}),
+    ("session_avg_s", "session-duration", {"metric": "avg"}),
+    ("session_p50_s", "session-duration", {"metric": "p50"}),
+    ("session_p95_s", "session-duration", {"metric": "p95"}),
+    ("dialogue_opens", "dialogue-opens", {}),
+    ("command_executions", "command-executions", {}),
+    ("events", "events", {}),
+)
+
+
+@guard()
+async def kpi_csv(request: Request) -> Response:
+    """The dashboard's numbers as CSV: one row per day, one column per daily KPI (aggregates only)."""
+    start, end = params.date_range(request)
+    r, s = request.app.state.redis, request.app.state.settings
+    columns = []
+    for _, name, extra in CSV_COLUMNS:
+        q = kpis.Query(kpis.REGISTRY[name], start, end, metric=extra.get("metric", "avg"))
+        columns.append(await kpis.series(r, s, q))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["date", *(c for c, _, _ in CSV_COLUMNS)])
+    for i, row in enumerate(columns[0]):
+        w.writerow([row["date"], *(col[i]["value"] for col in columns)])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="kpis_{start}_{end}.csv"'})
+
+
+@guard()
+async def metrics(request: Request) -> Response:
+    """Seed 000: ``/api/analytics/metrics?metric=<kpi>&start=&end=`` -> series and range total."""
+    name = request.query_params.get("metric")
+    if not name:
+        raise BadRequest(f"query parameter 'metric' is required; one of {', '.join(sorted(kpis.REGISTRY))}")
+    kpi = kpis.REGISTRY.get(name)
+    if kpi is None:
+        raise BadRequest(f"unknown metric {name!r}; known: {', '.join(sorted(kpis.REGISTRY))}")
+    start, end = params.date_range(request)
+    q = kpis.Query(kpi, start, end)
+    r, s = request.app.state.redis, request.app.state.settings
+
+    async def compute() -> dict[str, Any]:
+        return {"metric": name, "start": start.isoformat(), "end": end.isoformat(),
+                "series": await kpis.series(r, s, q), "total": await kpis.total(r, s, q, start, end),
+                "total_means": kpi.total_means}
+
+    return await cached(request, q.cache_key("metrics"), end, compute)

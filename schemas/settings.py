@@ -23,6 +23,7 @@ class Settings:
     log_level: str = "INFO"
 
     analytics_enabled: bool = True
+    analytics_profile: str = "seed003"
     max_event_size: int = 2048
     max_batch_size: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
@@ -91,6 +92,7 @@ class Settings:
             host=e.get("HOST", d.host),
             log_level=e.get("LOG_LEVEL", d.log_level).upper(),
             analytics_enabled=_bool(e.get("ANALYTICS_ENABLED", "true")),
+            analytics_profile=e.get("ANALYTICS_PROFILE", d.analytics_profile),
             max_event_size=num("ANALYTICS_MAX_EVENT_SIZE", d.max_event_size),
             max_batch_size=num("MAX_BATCH_SIZE", d.max_batch_size),
             max_body_bytes=num("MAX_BODY_BYTES", d.max_body_bytes),

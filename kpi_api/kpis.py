@@ -1,0 +1,259 @@
+"""The KPI registry and how each kind of KPI is computed from the aggregates in Redis.
+
+Each KPI is declared once here (name, kind, which granularities and breakdowns it supports); the
+generic route serves any registered KPI. The KPI catalog of issue 4 plugs in through ``register``.
+
+Every day (and hour) is a UTC day of the corrected event time, because that is what the workers
+key their aggregates by; so one day's numbers agree across every route.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import redis.asyncio as aredis
+from starlette.requests import Request
+
+from kpi_api import params, privacy, queries
+from kpi_api.errors import BadRequest
+from schemas.catalog import CATALOG
+from schemas.days import days_between
+from schemas.settings import Settings
+from schemas.sketch import Sketch
+
+Row = dict[str, Any]
+METRICS = ("avg", "p50", "p95")
+GRANULARITIES = ("day", "hour")
+MAX_GROUPS = 1000
+
+
+@dataclass(frozen=True)
+class KPI:
+    name: str
+    kind: str  # uniques | rolling_uniques | duration | count | events
+    description: str
+    total_means: str
+    event: str | None = None
+    window_days: int = 1
+    granularities: tuple[str, ...] = ("day",)
+    group_by: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    forced_group: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "description": self.description,
+                "granularities": list(self.granularities), "group_by": list(self.group_by),
+                "metrics": list(self.metrics), "total_means": self.total_means}
+
+
+REGISTRY: dict[str, KPI] = {}
+
+
+def register(kpi: KPI) -> None:
+    REGISTRY[kpi.name] = kpi
+
+
+for _kpi in (
+    KPI("daily-active-villages", "uniques", "distinct villages active on each UTC day",
+        "distinct villages active at least once in the range (not the sum of the daily values)"),
+    KPI("weekly-active-villages", "rolling_uniques", "distinct villages active in the 7 days ending each day",
+        "the value on the range's last day", window_days=7),
+    KPI("monthly-active-villages", "rolling_uniques", "distinct villages active in the 30 days ending each day",
+        "the value on the range's last day", window_days=30),
+    KPI("session-duration", "duration", "session length in seconds, by the UTC day the session started",
+        "the metric over every session started in the range", metrics=METRICS),
+    KPI("dialogue-opens", "count", "dialogue_open events", "events in the range",
+        event="dialogue_open", granularities=GRANULARITIES),
+    KPI("command-executions", "count", "command_executed events", "events in the range",
+        event="command_executed", granularities=GRANULARITIES),
+    KPI("events", "events", "all accepted events (filter with event_name=)", "events in the range",
+        granularities=GRANULARITIES, group_by=("event_name",)),
+    KPI("events-by-type", "events", "events per event name", "events in the range",
+        granularities=GRANULARITIES, group_by=("event_name",), forced_group="event_name"),
+):
+    register(_kpi)
+
+
+@dataclass(frozen=True)
+class Query:
+    kpi: KPI
+    start: date
+    end: date
+    granularity: str = "day"
+    group_by: str | None = None
+    limit: int | None = None
+    metric: str = "avg"
+    event_name: str | None = None
+    extra: tuple[Any, ...] = field(default=())
+
+    @property
+    def days(self) -> list[date]:
+        return days_between(self.start, self.end)
+
+    def cache_key(self, what: str) -> tuple[Any, ...]:
+        return (what, self.kpi.name, self.start, self.end, self.granularity, self.group_by,
+                self.limit, self.metric if self.kpi.kind == "duration" else None, self.event_name)
+
+
+def lookup(name: str) -> KPI:
+    kpi = REGISTRY.get(name)
+    if kpi is None:
+        raise BadRequest(f"unknown KPI {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return kpi
+
+
+def parse(request: Request, kpi: KPI) -> Query:
+    start, end = params.date_range(request)
+    granularity = params.choice(request, "granularity", GRANULARITIES, "day") or "day"
+    if granularity not in kpi.granularities:
+        raise BadRequest(f"granularity={granularity!r} is not available for {kpi.name}; "
+                         f"use {', '.join(kpi.granularities)}")
+    group_by = request.query_params.get("group_by") or kpi.forced_group
+    if group_by is not None and group_by not in kpi.group_by:
+        available = ", ".join(kpi.group_by) or "none"
+        raise BadRequest(f"group_by={group_by!r} is not available for {kpi.name}; dimensions: {available}")
+    limit = params.positive_int(request, "limit", None, MAX_GROUPS)
+    if limit is not None and group_by is None:
+        raise BadRequest("limit applies to a breakdown: add group_by")
+    metric = "avg"
+    if kpi.kind == "duration":
+        metric = params.choice(request, "metric", METRICS, "avg") or "avg"
+    event_name = request.query_params.get("event_name") or None
+    if event_name is not None:
+        if kpi.kind != "events":
+            raise BadRequest(f"event_name applies to the events KPIs, not {kpi.name}")
+        known = sorted({n for n, _ in CATALOG})
+        if event_name not in known:
+            raise BadRequest(f"unknown event_name {event_name!r}; known: {', '.join(known)}")
+    if granularity == "hour" and (end - start).days + 1 > 92:
+        raise BadRequest("granularity=hour allows at most 92 days")
+    return Query(kpi, start, end, granularity, group_by, limit, metric, event_name)
+
+
+def _event_fields(counters: dict[str, int], only: str | None) -> dict[str, int]:
+    return {k: v for k, v in counters.items() if "@" not in k and (only is None or k == only)}
+
+
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    kind = q.kpi.kind
+    days = q.days
+    if kind == "uniques":
+        return await queries.daily_uniques(r, s, q.start, q.end)
+    if kind == "rolling_uniques":
+        values = await queries.rolling_uniques(r, s, days, q.kpi.window_days)
+        return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
+    if kind == "duration":
+        return await queries.session_duration(r, s, q.metric, q.start, q.end)
+    if kind == "count" and q.granularity == "day":
+        assert q.kpi.event is not None
+        return await queries.daily_count(r, s, q.kpi.event, q.start, q.end)
+    counters = await queries.counters_per_day(r, s, days)
+    bound = await queries.uniques_per_day(r, s, days) if q.granularity == "hour" or q.group_by else None
+    rows: list[Row] = []
+    if kind == "count":
+        for d, c in zip(days, counters):
+            for h in range(24):
+                rows.append({"date": d.isoformat(), "hour": h, "value": c.get(f"{q.kpi.event}@{h:02d}", 0)})
+        return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
+    # events: every event name the counters hold (any catalog), optionally one, optionally broken down
+    names: dict[str, int] = {}
+    for c in counters:
+        for name, v in _event_fields(c, q.event_name).items():
+            names[name] = names.get(name, 0) + v
+    groups = sorted(names, key=lambda n: (-names[n], n))
+    if q.limit is not None:
+        groups = groups[: q.limit]
+    hours: list[int | None] = list(range(24)) if q.granularity == "hour" else [None]
+    for d, c in zip(days, counters):
+        for h in hours:
+            suffix = "" if h is None else f"@{h:02d}"
+            base: Row = {"date": d.isoformat()} if h is None else {"date": d.isoformat(), "hour": h}
+            if q.group_by is None:
+                total = sum(c.get(n + suffix, 0) for n in names)
+                rows.append({**base, "value": total})
+            else:
+                for n in sorted(groups):
+                    rows.append({**base, q.group_by: n, "value": c.get(n + suffix, 0)})
+    if bound is None:
+        return rows
+    return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
+
+
+def _bounds(rows: list[Row], days: list[date], dau: list[int] | None) -> list[int]:
+    """Upper bound on the villages behind each row: every event adds its village to its day's DAU."""
+    assert dau is not None
+    by_day = {d.isoformat(): v for d, v in zip(days, dau)}
+    return [by_day[row["date"]] for row in rows]
+
+
+def previous_period(start: date, end: date) -> tuple[date, date]:
+    """The comparison period: shifted back by whole weeks (at least one) so weekdays line up."""
+    n = (end - start).days + 1
+    shift = timedelta(days=7 * max(1, math.ceil(n / 7)))
+    return start - shift, end - shift
+
+
+async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) -> float | int:
+    days = days_between(start, end)
+    kind = q.kpi.kind
+    if kind == "uniques":
+        return await queries.distinct_uniques(r, s, days)
+    if kind == "rolling_uniques":
+        return (await queries.rolling_uniques(r, s, [end], q.kpi.window_days))[0]
+    if kind == "duration":
+        merged = Sketch()
+        for sk in await queries.sketches_per_day(r, s, days):
+            merged.n += sk.n
+            merged.sum_ms += sk.sum_ms
+            merged.zero += sk.zero
+            for i, c in sk.buckets.items():
+                merged.buckets[i] = merged.buckets.get(i, 0) + c
+        return queries.sketch_value(merged, q.metric)
+    counters = await queries.counters_per_day(r, s, days)
+    if kind == "count":
+        assert q.kpi.event is not None
+        return sum(c.get(q.kpi.event, 0) for c in counters)
+    return sum(sum(_event_fields(c, q.event_name).values()) for c in counters)
+
+
+async def summary(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
+    prev_start, prev_end = previous_period(q.start, q.end)
+    now_total = await total(r, s, q, q.start, q.end)
+    prev_total = await total(r, s, q, prev_start, prev_end)
+    delta = round(now_total - prev_total, 3)
+    out: dict[str, Any] = {
+        "kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(),
+        "total": now_total, "total_means": q.kpi.total_means,
+        "previous": {"start": prev_start.isoformat(), "end": prev_end.isoformat(), "total": prev_total},
+        "delta": delta, "delta_pct": round(100 * delta / prev_total, 1) if prev_total else None,
+    }
+    if q.kpi.kind == "duration":
+        out["metric"] = q.metric
+    if q.event_name:
+        out["event_name"] = q.event_name
+    return out
+
+
+async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
+    """Events by weekday (0 = Monday) and UTC hour over the range, from the hourly counters."""
+    if q.kpi.kind not in ("count", "events"):
+        raise BadRequest(f"{q.kpi.name} has no hourly counters for a heatmap")
+    days = q.days
+    counters = await queries.counters_per_day(r, s, days)
+    dau = await queries.uniques_per_day(r, s, days)
+    names = [q.kpi.event] if q.kpi.kind == "count" else None
+    cells = [[0] * 24 for _ in range(7)]
+    bound = [0] * 7
+    for d, c, u in zip(days, counters, dau):
+        wd = d.weekday()
+        bound[wd] += u
+        wanted = names or list(_event_fields(c, q.event_name))
+        for h in range(24):
+            cells[wd][h] += sum(c.get(f"{n}@{h:02d}", 0) for n in wanted)
+    rows = [{"weekday": wd, "hour": h, "value": cells[wd][h]} for wd in range(7) for h in range(24)]
+    rows = privacy.suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
+    return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,
+            "max": max((row["value"] or 0 for row in rows), default=0)}
