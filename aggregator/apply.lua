@@ -51,6 +51,10 @@ while i <= n do
     -- I key field by: counters
     redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
+  elseif op == 'Z' then
+    -- Z key member by: top-N tables
+    redis.call('ZINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3], ARGV[i + 2])
+    i = i + 4
   elseif op == 'E' then
     -- E key: an aggregate key was written; keep it for the metrics retention
     redis.call('EXPIRE', KEYS[tonumber(ARGV[i + 1])], ttl)

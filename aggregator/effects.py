@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aggregator.declared import Declared
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent
+from schemas.kpis import Kpi
 from schemas.days import DAY_MS, day_number, day_of_ms, day_of_number
 
 PFADD_CHUNK = 500  # members per PFADD call, well under Lua's unpack limit
@@ -42,9 +44,15 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
     return ev.ts < ev.received - late_window_ms
 
 
-def build(shard: int, events: Sequence[StoredEvent], late_window_ms: int) -> Effects:
-    """Ops for one entry; its late events are kept aside (msgpack list) in the late stream."""
+def build(
+    shard: int, events: Sequence[StoredEvent], late_window_ms: int, kpis: Sequence[Kpi] = ()
+) -> Effects:
+    """Ops for one entry; its late events are kept aside (msgpack list) in the late stream.
+
+    Base aggregates are always kept; ``kpis`` adds the declared KPIs' own aggregates.
+    """
     fx = Effects(shard)
+    declared = Declared(shard, kpis)
     uniques: dict[str, set[str]] = {}
     counters: dict[tuple[str, str], int] = {}
     late: list[StoredEvent] = []
@@ -55,6 +63,7 @@ def build(shard: int, events: Sequence[StoredEvent], late_window_ms: int) -> Eff
             continue
         fx.applied += 1
         day = day_of_ms(ev.ts)
+        declared.add(ev, day)
         uniques.setdefault(keyspace.dau(shard, day), set()).add(ev.village)
         ckey = keyspace.counts(shard, day)
         hour = (ev.ts % DAY_MS) // 3_600_000
@@ -85,6 +94,7 @@ def build(shard: int, events: Sequence[StoredEvent], late_window_ms: int) -> Eff
         written.add(key)
     for key in written:
         fx.ops += ["E", fx.key(key)]
+    declared.emit(fx, PFADD_CHUNK)
     if fx.applied:
         fx.ops += ["I", 2, "applied", fx.applied]
     if late:

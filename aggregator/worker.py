@@ -27,7 +27,7 @@ import redis
 from aggregator import maintenance, metrics
 from aggregator.backlog import pending_total
 from aggregator.effects import build
-from schemas import keyspace
+from schemas import keyspace, profiles
 from schemas.catalog import STORED_LIST_DECODER
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
@@ -68,6 +68,7 @@ class Worker:
         self.shards = shards if shards is not None else list(range(settings.stream_shards))
         self._shard_of = {keyspace.stream(s): s for s in self.shards}
         self.apply = client.register_script(APPLY_LUA)
+        self.kpis = profiles.load(settings.analytics_profile).kpis
         self.dead_letter = client.register_script(DEAD_LETTER_LUA)
         self.clock = clock
         self.stopping = False
@@ -246,7 +247,7 @@ class Worker:
                 continue
             try:
                 events = STORED_LIST_DECODER.decode(fields[b"e"])
-                fx = build(shard, events, s.late_window_ms)
+                fx = build(shard, events, s.late_window_ms, self.kpis)
             except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
                 kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
                 self._dead_letter(pipe, shard, eid, fields, f"{kind}: {exc!r}")
