@@ -1,0 +1,140 @@
+"""Reading the declared KPIs' own aggregates (uniques of a field, breakdowns, sums, top-N).
+
+Base-aggregate KPIs (actor uniques, plain counts, session durations) are read by ``queries``;
+this module reads the keys ``aggregator/declared.py`` writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from schemas import keyspace
+from schemas.kpis import Kpi
+from schemas.settings import Settings
+
+Row = dict[str, Any]
+
+
+async def union_count(r: aredis.Redis, keys: list[str]) -> int:
+    """Distinct members across HLLs of different shards (values are not partitioned by shard).
+
+    One multi-key PFCOUNT on a single node; on a cluster, where the shards' keys live in
+    different slots, the HLLs are copied under one temporary hash tag and counted there.
+    """
+    try:
+        return int(await r.pfcount(*keys))
+    except redis.ResponseError as exc:
+        if "CROSSSLOT" not in str(exc):
+            raise
+    tag = "{tmp-%s}" % uuid.uuid4().hex
+    temp = [f"{keyspace.PREFIX}:{tag}:{i}" for i in range(len(keys))]
+    blobs = [await r.get(k) for k in keys]
+    try:
+        for name, blob in zip(temp, blobs):
+            if blob is not None:
+                await r.set(name, blob, ex=60)
+        present = [name for name, blob in zip(temp, blobs) if blob is not None]
+        return int(await r.pfcount(*present)) if present else 0
+    finally:
+        await r.delete(*temp)
+
+
+async def uniques(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[Row]:
+    out = []
+    for d in days:
+        keys = [keyspace.kpi(shard, kpi.name, d.isoformat()) for shard in range(s.stream_shards)]
+        out.append({"date": d.isoformat(), "value": await union_count(r, keys)})
+    return out
+
+
+async def uniques_total(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> int:
+    keys = [keyspace.kpi(shard, kpi.name, d.isoformat()) for d in days for shard in range(s.stream_shards)]
+    return await union_count(r, keys)
+
+
+async def _hashes(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[dict[str, int]]:
+    async with r.pipeline(transaction=False) as pipe:
+        for d in days:
+            for shard in range(s.stream_shards):
+                pipe.hgetall(keyspace.kpi(shard, kpi.name, d.isoformat()))
+        replies = await pipe.execute()
+    n = s.stream_shards
+    merged: list[dict[str, int]] = []
+    for i in range(len(days)):
+        acc: dict[str, int] = {}
+        for h in replies[i * n : (i + 1) * n]:
+            for k, v in h.items():
+                key = k.decode()
+                acc[key] = acc.get(key, 0) + int(v)
+        merged.append(acc)
+    return merged
+
+
+async def breakdown(
+    r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date], dimension: str, limit: int | None
+) -> list[Row]:
+    """Rows ``{date, <dimension>, value}`` for a count KPI declared with that dimension."""
+    per_day = await _hashes(r, s, kpi, days)
+    prefix = f"{dimension}="
+    totals: dict[str, int] = {}
+    for h in per_day:
+        for field, v in h.items():
+            if field.startswith(prefix):
+                totals[field[len(prefix):]] = totals.get(field[len(prefix):], 0) + v
+    groups = sorted(totals, key=lambda g: (-totals[g], g))
+    if limit is not None:
+        groups = groups[:limit]
+    return [
+        {"date": d.isoformat(), dimension: g, "value": h.get(prefix + g, 0)}
+        for d, h in zip(days, per_day)
+        for g in sorted(groups)
+    ]
+
+
+async def sums(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[Row]:
+    per_day = await _hashes(r, s, kpi, days)
+    return [
+        {"date": d.isoformat(), "value": _scaled(h.get("sum", 0), kpi.scale)}
+        for d, h in zip(days, per_day)
+    ]
+
+
+def _scaled(value: int, scale: int) -> int | float:
+    return value if scale == 1 else value / scale
+
+
+async def top(
+    r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date] | None, limit: int | None
+) -> list[Row]:
+    """``[{"key", "value"}]`` by value, over ``days`` (or all time when ``days`` is None)."""
+    async with r.pipeline(transaction=False) as pipe:
+        for shard in range(s.stream_shards):
+            if days is None:
+                pipe.zrange(keyspace.kpi_all_time(shard, kpi.name), 0, -1, withscores=True)
+            else:
+                for d in days:
+                    pipe.zrange(keyspace.kpi(shard, kpi.name, d.isoformat()), 0, -1, withscores=True)
+        replies = await pipe.execute()
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for member, score in reply:
+            key = member.decode()
+            totals[key] = totals.get(key, 0) + int(score)
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    if limit is not None:
+        ordered = ordered[:limit]
+    return [{"key": k, "value": v} for k, v in ordered]
+
+
+async def top_series(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[Row]:
+    """Per day, the total counted into the top-N table (a time series for charts)."""
+    out = []
+    for d in days:
+        rows = await top(r, s, kpi, [d], None)
+        out.append({"date": d.isoformat(), "value": sum(row["value"] for row in rows)})
+    return out
