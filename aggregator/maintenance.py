@@ -36,12 +36,13 @@ def trim(client: redis.Redis, settings: Settings, now_ms: int | None = None) -> 
     pipe.execute()
 
 
-def prune_consumers(client: redis.Redis, settings: Settings) -> int:
+def prune_consumers(client: redis.Redis, settings: Settings, idle_ms: int | None = None) -> int:
     """Delete consumers with nothing pending that have been silent for ten heartbeat periods.
 
     Names like host-pid pile up otherwise; the check and the delete are one script per shard.
     """
-    idle_ms = 10 * max(settings.heartbeat_ttl_seconds * 1000, settings.claim_idle_ms)
+    if idle_ms is None:
+        idle_ms = 10 * max(settings.heartbeat_ttl_seconds * 1000, settings.claim_idle_ms)
     script = client.register_script(PRUNE_LUA)
     deleted = 0
     for shard in range(settings.stream_shards):

@@ -8,8 +8,9 @@ local deleted = 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   local info = {}
   for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  local quiet = info['inactive'] or info['idle']
-  if tonumber(info['pending']) == 0 and quiet and tonumber(quiet) > threshold then
+  -- 'idle' counts from the last attempt of any kind, so a live worker blocked on an empty stream
+  -- is never silent ('inactive' only counts successful reads, and is -1 before the first)
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > threshold then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
     deleted = deleted + 1
   end
