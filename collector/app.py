@@ -9,9 +9,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from collector.backpressure import Backpressure
 from collector.ingest import ingest
-from collector.metrics import metrics
+from collector.metrics import Timing, metrics
+from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
+from collector.ratelimit import RateLimiter
+from collector.recent import recent_events
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
@@ -25,22 +29,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = await open_async(settings.redis_url)
+        pseudonymizer = Pseudonymizer(client, settings)
         app.state.redis = client
         app.state.store = EventStore(client, settings)
-        app.state.validator = Validator(settings, Pseudonymizer(client, settings))
+        app.state.validator = Validator(settings, pseudonymizer)
+        app.state.ratelimit = RateLimiter(client, settings, pseudonymizer)
+        app.state.backpressure = Backpressure(client, settings)
         try:
             yield
         finally:
             await client.aclose()
 
+    routes = [
+        Route("/api/analytics/events", ingest, methods=["POST"]),
+        Route("/internal/analytics/debug/recent-events", recent_events),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
+    ]
     app = Starlette(
-        routes=[
-            Route("/api/analytics/events", ingest, methods=["POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
+        routes=routes,
+        middleware=[
+            Middleware(ServerTime),
+            Middleware(Timing, paths=frozenset(r.path for r in routes)),
         ],
-        middleware=[Middleware(ServerTime)],
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -30,19 +30,30 @@ def _known_key(candidate: str, keys: tuple[str, ...]) -> bool:
     return ok
 
 
-def check_write_access(request: Request, settings: Settings) -> str | None:
-    """Return None when the request may write, else the reason it may not (for a 401)."""
+def authenticate(request: Request, settings: Settings) -> tuple[str | None, str | None]:
+    """Return ``(subject, None)`` when the request may write, else ``(None, reason)`` for a 401.
+
+    The subject (``key:<write key>`` or ``jwt:<sub claim>``) is what the rate limit counts; it is
+    hashed before it reaches Redis.
+    """
     authorization = request.headers.get("authorization", "")
     key = request.headers.get("x-write-key") or _basic_username(authorization)
     if key:
         if _known_key(key, settings.write_keys):
-            return None
-        return "unknown write key"
+            return "key:" + key, None
+        return None, "unknown write key"
     token = tokens.bearer(authorization)
     if token:
         try:
-            tokens.verify(settings.jwt_secret_key, token, roles=None)
-            return None
+            claims = tokens.verify(settings.jwt_secret_key, token, roles=None)
         except tokens.TokenError as exc:
-            return exc.detail
-    return "missing credentials: send a write key (Basic username or X-Write-Key) or a bearer JWT"
+            return None, exc.detail
+        return "jwt:" + str(claims.get("sub", "")), None
+    return None, (
+        "missing credentials: send a write key (Basic username or X-Write-Key) or a bearer JWT"
+    )
+
+
+def check_write_access(request: Request, settings: Settings) -> str | None:
+    """Return None when the request may write, else the reason it may not (for a 401)."""
+    return authenticate(request, settings)[1]

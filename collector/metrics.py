@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ACCEPTED = Counter("collector_events_accepted_total", "Events stored in the stream")
 DUPLICATES = Counter("collector_events_duplicate_total", "Events answered as duplicates")
-REJECTED = Counter("collector_events_rejected_total", "Events rejected to the dead-letter stream")
+REJECTED = Counter(
+    "collector_events_rejected_total",
+    "Events rejected to the dead-letter stream, by reason",
+    ["reason"],
+)
 OPT_OUTS = Counter("collector_opt_outs_total", "Requests dropped for opt-out, DNT or disabled")
 REDIS_ERRORS = Counter("collector_redis_errors_total", "Requests failed by the store")
+RATE_LIMITED = Counter("collector_rate_limited_total", "Requests refused with 429")
+BACKPRESSURE = Counter("collector_backpressure_total", "Requests refused with 503 for backpressure")
+BATCH_SIZE = Histogram(
+    "collector_batch_events",
+    "Events per accepted request",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+LATENCY = Histogram(
+    "collector_request_seconds",
+    "Request latency by route and status class",
+    ["route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class Timing:
+    """Observe every request's latency; the route label is the route's path, never the raw one."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            route = scope["path"] if scope["path"] in self.paths else "other"
+            LATENCY.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)

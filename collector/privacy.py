@@ -9,6 +9,7 @@ Uniques across two epochs count a village once per epoch (see README, "Privacy")
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import hmac
 import secrets
 
@@ -59,3 +60,21 @@ class Pseudonymizer:
         if epoch == 0 or ts_ms - epoch * self.period_ms >= self.session_grace_ms:
             return None
         return self.digest(await self.salt(epoch - 1, now_ms), raw)
+
+    async def subject(self, kind: str, raw: str, now_ms: int) -> str:
+        """A keyed hash of a rate-limit subject (write key, token subject, client IP).
+
+        Keyed with the current epoch's salt: the hash is the same in every collector process, so
+        they share one counter, and nobody can rebuild an IP from it by trying all addresses.
+        """
+        return kind + ":" + self.digest(await self.salt(self.epoch(now_ms), now_ms), kind + ":" + raw)
+
+
+def mask_ip(ip: str) -> str:
+    """Reduce an IP to a masked prefix (seed 002): IPv4 /24 (last octet zeroed), IPv6 /48."""
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ""
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)

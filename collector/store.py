@@ -14,6 +14,7 @@ from schemas.settings import Settings
 
 APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
+DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
 
 
 class Rejection(msgspec.Struct):
@@ -26,6 +27,9 @@ class Rejection(msgspec.Struct):
     errors: list[str]
     received: int
     event: dict[str, object] | None = None
+    reason: str = "invalid"  # too_large, malformed, unknown_event, invalid, future (metrics label)
+    skew: int = 0  # ms the request's clock-skew correction added, so a replay corrects alike
+    shard: int | None = None  # the actor's shard, computed from the raw id before it was hashed
 
 
 class EventStore:
@@ -34,6 +38,8 @@ class EventStore:
         self.settings = settings
         self.append = redis.register_script(APPEND_LUA)
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
+        self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
+        self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
 
     def _minid(self) -> str:
         days = self.settings.analytics_retention_days
@@ -52,15 +58,17 @@ class EventStore:
                 for start in range(0, len(events), MAX_PER_ENTRY):
                     chunk = events[start : start + MAX_PER_ENTRY]
                     prefix = keyspace.dedup_prefix(shard)
-                    keys = [keyspace.stream(shard)] + [prefix + e.event_id for e in chunk]
-                    args = [self.marker_ttl, minid] + [STORED_ENCODER.encode(e) for e in chunk]
+                    keys = [keyspace.stream(shard), keyspace.recent(shard)]
+                    keys += [prefix + e.event_id for e in chunk]
+                    args = [self.marker_ttl, minid, self.debug_size, self.debug_ttl]
+                    args += [STORED_ENCODER.encode(e) for e in chunk]
                     await self.append(keys=keys, args=args, client=pipe)
                     order.append(shard)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
                     {"r": msgspec.json.encode(rej)},
-                    maxlen=100_000,
+                    maxlen=self.settings.deadletter_maxlen,
                     approximate=True,
                 )
             results = await pipe.execute()

@@ -1,16 +1,25 @@
 """Per-event validation against the catalog, time correction and pseudonymisation.
 
 Each raw event either becomes a ``StoredEvent`` for one shard or a ``Rejection`` naming the path
-and the rule it broke (``$.events[3].ts_utc: Expected `str`, got `int```).
+and the rule it broke (``$.events[3].ts_utc: Invalid RFC3339 encoded datetime``).
+
+Seed 004's sanitisation (strings <= 1,000 characters, arrays <= 100 items, nulls dropped) runs
+before the catalog check. It is applied lazily, only when the event as sent fails the check: every
+catalog string is far shorter than 1,000 characters, the catalog has no arrays, and no catalog field
+accepts null where its default differs from null, so an event that passes as sent passes unchanged
+after sanitisation. The hot path thus decodes each valid event exactly once.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import msgspec
 
 from collector.privacy import Pseudonymizer
+from collector.sanitize import TooDeep, sanitize
 from collector.store import Rejection
 from schemas import keyspace
 from schemas.catalog import CATALOG, Envelope, Event, SessionEnd, StoredEvent
@@ -19,10 +28,18 @@ from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _DECODERS = {key: msgspec.json.Decoder(struct) for key, struct in CATALOG.items()}
-_IDENTIFIER_FIELDS = frozenset({"anon_village_id", "session_id", "user_id", "anonymous_id", "ip"})
+IDENTIFIER_FIELDS = frozenset(
+    {"anon_village_id", "session_id", "user_id", "anonymous_id", "userId", "anonymousId",
+     "device_id", "ip"}
+)
+PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
+_KNOWN = ", ".join(sorted({n for n, _ in CATALOG}))
 
 
-def _located(index: int, exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
+def _located(index: int, exc: Exception) -> str:
+    if isinstance(exc, RecursionError | TooDeep):
+        return f"$.events[{index}]: nested too deeply"
     message = str(exc)
     head, sep, path = message.rpartition(" - at `")
     if sep:
@@ -37,6 +54,18 @@ class Outcome:
     rejections: list[Rejection] = field(default_factory=list)
 
 
+@dataclass
+class Checked:
+    """One event's verdict: a stored event for a shard, or the errors that rejected it."""
+
+    shard: int = 0
+    stored: StoredEvent | None = None
+    errors: list[str] = field(default_factory=list)
+    reason: str = "invalid"
+    name: str | None = None
+    version: int | None = None
+
+
 class Validator:
     def __init__(self, settings: Settings, pseudonymizer: Pseudonymizer) -> None:
         self.settings = settings
@@ -46,70 +75,110 @@ class Validator:
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int
     ) -> Outcome:
         out = Outcome()
-        s = self.settings
-        future_limit = received_ms + s.future_margin_seconds * 1000
         for index, raw in enumerate(raw_events):
-            errors: list[str] = []
-            name: str | None = None
-            version: int | None = None
-            event: Event | None = None
-            if len(raw) > s.max_event_size:
-                errors.append(
-                    f"$.events[{index}]: event is {len(raw)} bytes, over the "
-                    f"{s.max_event_size}-byte limit (ANALYTICS_MAX_EVENT_SIZE)"
-                )
-            else:
-                try:
-                    env = _ENVELOPE.decode(raw)
-                    name, version = env.event_name, env.event_version
-                    decoder = _DECODERS.get((name, version))
-                    if decoder is None:
-                        known = sorted({n for n, _ in CATALOG})
-                        errors.append(
-                            f"$.events[{index}].event_name: unknown event {name!r} version "
-                            f"{version} (catalog: {', '.join(known)})"
-                        )
-                    else:
-                        event = decoder.decode(raw)
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                    errors.append(_located(index, exc))
-            if event is not None:
-                ts_original = to_ms(event.ts_utc)
-                ts = ts_original + skew_ms
-                if ts > future_limit:
-                    errors.append(
-                        f"$.events[{index}].ts_utc: event time is "
-                        f"{(ts - received_ms) // 1000} s in the future after clock-skew "
-                        f"correction (limit {s.future_margin_seconds} s)"
-                    )
-                else:
-                    stored = await self._stored(event, ts, ts_original, received_ms)
-                    shard = keyspace.shard_of(event.anon_village_id, s.stream_shards)
-                    out.by_shard.setdefault(shard, []).append(stored)
-                    out.positions.setdefault(shard, []).append(index)
-                    continue
-            out.rejections.append(
-                Rejection(
-                    index=index,
-                    event_id=_event_id(raw),
-                    event_name=name if isinstance(name, str) else None,
-                    event_version=version if isinstance(version, int) else None,
-                    errors=errors,
-                    received=received_ms,
-                    event=await self._redacted(raw, received_ms),
-                )
-            )
+            checked = await self.check(index, raw, received_ms, skew_ms)
+            if checked.stored is not None:
+                out.by_shard.setdefault(checked.shard, []).append(checked.stored)
+                out.positions.setdefault(checked.shard, []).append(index)
+                continue
+            out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
 
+    async def check(
+        self,
+        index: int,
+        raw: bytes | msgspec.Raw,
+        received_ms: int,
+        skew_ms: int,
+        pseudonyms: dict[str, str] | None = None,
+        shard: int | None = None,
+    ) -> Checked:
+        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay."""
+        s = self.settings
+        if len(raw) > s.max_event_size:
+            return Checked(
+                errors=[
+                    f"$.events[{index}]: event is {len(raw)} bytes, over the "
+                    f"{s.max_event_size}-byte limit (ANALYTICS_MAX_EVENT_SIZE)"
+                ],
+                reason="too_large",
+            )
+        out = Checked()
+        event = self._decode(index, raw, out)
+        if event is None:
+            return out
+        ts_original = to_ms(event.ts_utc)
+        ts = ts_original + skew_ms
+        if ts > received_ms + s.future_margin_seconds * 1000:
+            out.errors.append(
+                f"$.events[{index}].ts_utc: event time is "
+                f"{(ts - received_ms) // 1000} s in the future after clock-skew "
+                f"correction (limit {s.future_margin_seconds} s)"
+            )
+            out.reason = "future"
+            return out
+        pseudonyms = pseudonyms or {}
+        out.stored = await self._stored(event, ts, ts_original, received_ms, pseudonyms)
+        if shard is None:
+            actor = pseudonyms.get("village") or event.anon_village_id
+            shard = keyspace.shard_of(actor, s.stream_shards)
+        out.shard = shard
+        return out
+
+    def _decode(self, index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
+        try:
+            return self._decode_once(index, raw, out)
+        except _DECODE_ERRORS as first:
+            obj = clean = None
+            try:
+                obj = msgspec.json.decode(raw)
+                clean = sanitize(obj)
+            except TooDeep as exc:
+                first = exc
+            except _DECODE_ERRORS:
+                pass
+            if clean is None or clean == obj:  # sanitising changes nothing: the first error stands
+                out.errors, out.reason = [_located(index, first)], _kind(first)
+                return None
+            try:
+                return self._decode_once(index, msgspec.json.encode(clean), out)
+            except _DECODE_ERRORS as second:
+                out.errors, out.reason = [_located(index, second)], _kind(second)
+                return None
+
+    @staticmethod
+    def _decode_once(index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
+        env = _ENVELOPE.decode(raw)
+        out.name, out.version = env.event_name, env.event_version
+        decoder = _DECODERS.get((env.event_name, env.event_version))
+        if decoder is None:
+            out.errors = [
+                f"$.events[{index}].event_name: unknown event {env.event_name!r} version "
+                f"{env.event_version} (catalog: {_KNOWN})"
+            ]
+            out.reason = "unknown_event"
+            return None
+        return decoder.decode(raw)
+
     async def _stored(
-        self, event: Event, ts: int, ts_original: int, received_ms: int
+        self,
+        event: Event,
+        ts: int,
+        ts_original: int,
+        received_ms: int,
+        pseudonyms: dict[str, str],
     ) -> StoredEvent:
         session = session_alt = None
-        if event.session_id is not None:
+        if "session" in pseudonyms:
+            session = pseudonyms["session"]  # the alias under the previous epoch is not kept
+        elif event.session_id is not None:
             sid = str(event.session_id)
             session = await self.pseudo.pseudonym(sid, ts, received_ms)
             if isinstance(event, SessionEnd):
                 session_alt = await self.pseudo.session_alias(sid, ts, received_ms)
+        village = pseudonyms.get("village") or await self.pseudo.pseudonym(
+            event.anon_village_id, ts, received_ms
+        )
         return StoredEvent(
             event_id=event.event_id.hex,
             name=event.event_name,
@@ -117,7 +186,7 @@ class Validator:
             ts=ts,
             ts_original=ts_original,
             received=received_ms,
-            village=await self.pseudo.pseudonym(event.anon_village_id, ts, received_ms),
+            village=village,
             app_version=event.app_version,
             platform=event.platform,
             session=session,
@@ -126,36 +195,106 @@ class Validator:
             payload=msgspec.to_builtins(event.payload),
         )
 
-    async def _redacted(self, raw: msgspec.Raw, received_ms: int) -> dict[str, object] | None:
-        """What the dead-letter keeps of a bad event: identifiers hashed, no free text."""
-        try:
-            obj = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return None
-        if not isinstance(obj, dict):
-            return None
-        return {k: await self._scrub(k, v, received_ms) for k, v in obj.items()}
+    async def rejection(
+        self, index: int, raw: bytes | msgspec.Raw, checked: Checked, received_ms: int, skew_ms: int
+    ) -> Rejection:
+        obj = _object(raw)
+        shard = None
+        if obj is not None and isinstance(obj.get("anon_village_id"), str):
+            shard = keyspace.shard_of(obj["anon_village_id"], self.settings.stream_shards)
+        return Rejection(
+            index=index,
+            event_id=_event_id(obj),
+            event_name=checked.name if isinstance(checked.name, str) else None,
+            event_version=checked.version if isinstance(checked.version, int) else None,
+            errors=checked.errors,
+            received=received_ms,
+            event=await self._redacted(obj, received_ms, skew_ms),
+            reason=checked.reason,
+            skew=skew_ms,
+            shard=shard,
+        )
 
-    async def _scrub(self, key: str, value: object, received_ms: int) -> object:
-        if key in _IDENTIFIER_FIELDS and not isinstance(value, (dict, list)):
-            return "pseudo:" + await self.pseudo.pseudonym(str(value), received_ms, received_ms)
+    async def _redacted(
+        self, obj: dict[str, object] | None, received_ms: int, skew_ms: int
+    ) -> dict[str, object] | None:
+        """What the dead-letter keeps of a bad event: identifiers pseudonymised, no free text.
+
+        Identifiers are hashed with the salt of the event's own time (when it can be read), as an
+        accepted event's would be, so that a replay stores the same pseudonyms.
+        """
+        if obj is None:
+            return None
+        ts = _ts_hint(obj.get("ts_utc"), skew_ms, received_ms)
+        try:
+            out = await self._scrub(None, obj, ts, received_ms, 0)
+        except TooDeep:
+            return None
+        return out if isinstance(out, dict) else None
+
+    async def _scrub(
+        self, key: str | None, value: object, ts: int, received_ms: int, depth: int
+    ) -> object:
+        if depth > 8:
+            raise TooDeep("nested too deeply")
+        if key in IDENTIFIER_FIELDS and not isinstance(value, dict | list):
+            text = str(value)
+            if text.startswith(PSEUDO):  # a replayed copy: already a pseudonym
+                return text if _token_like(text) else None
+            return PSEUDO + await self.pseudo.pseudonym(text, ts, received_ms)
         if isinstance(value, dict):
-            return {k: await self._scrub(k, v, received_ms) for k, v in list(value.items())[:50]}
+            return {
+                str(k)[:64]: await self._scrub(str(k), v, ts, received_ms, depth + 1)
+                for k, v in list(value.items())[:50]
+                if v is not None
+            }
         if isinstance(value, list):
-            return [await self._scrub(key, v, received_ms) for v in value[:20]]
+            return [
+                await self._scrub(key, v, ts, received_ms, depth + 1)
+                for v in value[:20]
+                if v is not None
+            ]
         if isinstance(value, str):
             return value if _token_like(value) else f"<redacted {len(value)} chars>"
         return value
+
+
+def _kind(exc: Exception) -> str:
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return "malformed"
+    if isinstance(exc, RecursionError | TooDeep):
+        return "malformed"
+    return "invalid"
+
+
+def _object(raw: bytes | msgspec.Raw) -> dict[str, object] | None:
+    try:
+        obj = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _ts_hint(value: object, skew_ms: int, received_ms: int) -> int:
+    if isinstance(value, str):
+        try:
+            parsed = msgspec.convert(value, datetime)
+            if parsed.tzinfo is not None:
+                return to_ms(parsed) + skew_ms
+        except (msgspec.ValidationError, OverflowError):
+            pass
+    return received_ms
 
 
 def _token_like(value: str) -> bool:
     return len(value) <= 64 and all(c.isalnum() or c in "_.:-+" for c in value)
 
 
-def _event_id(raw: msgspec.Raw) -> str | None:
-    try:
-        obj = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+def _event_id(obj: dict[str, object] | None) -> str | None:
+    value = obj.get("event_id") if obj is not None else None
+    if not isinstance(value, str):
         return None
-    value = obj.get("event_id") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) and _token_like(value) else None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value if _token_like(value) else None
