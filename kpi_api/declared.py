@@ -138,3 +138,38 @@ async def top_series(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -
         rows = await top(r, s, kpi, [d], None)
         out.append({"date": d.isoformat(), "value": sum(row["value"] for row in rows)})
     return out
+
+
+async def read(
+    r: aredis.Redis,
+    s: Settings,
+    kpi: Kpi,
+    days: list[date],
+    *,
+    group_by: str | None = None,
+    limit: int | None = None,
+    metric: str = "avg",
+) -> list[Row]:
+    """Any declared KPI as a daily series (or a breakdown with ``group_by``)."""
+    from kpi_api import queries  # base aggregates
+
+    if kpi.kind == "uniques":
+        if kpi.field:
+            return await uniques(r, s, kpi, days)
+        return await queries.daily_uniques(r, s, days[0], days[-1])
+    if kpi.kind == "session":
+        return await queries.session_duration(r, s, metric, days[0], days[-1])
+    if kpi.kind == "sum":
+        return await sums(r, s, kpi, days)
+    if kpi.kind == "top":
+        return await top_series(r, s, kpi, days)
+    if group_by is not None:
+        if group_by not in kpi.dimensions:
+            raise ValueError(f"{kpi.name} has no dimension {group_by!r}")
+        return await breakdown(r, s, kpi, days, group_by, limit)
+    counters = await queries.counters_per_day(r, s, days)
+    return [
+        {"date": d.isoformat(),
+         "value": sum(v for f, v in c.items() if "@" not in f and kpi.matches(f))}
+        for d, c in zip(days, counters)
+    ]

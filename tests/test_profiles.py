@@ -1,0 +1,151 @@
+"""Each seed's profile: events of its catalog go through the pipeline and its KPIs match ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, defaultdict
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+from starlette.testclient import TestClient
+
+from aggregator.worker import Worker
+from collector.app import create_app
+from kpi_api import declared
+from schemas import profiles
+from schemas.kpis import Kpi
+from schemas.settings import Settings
+from schemas.sketch import exact_quantile
+from scripts.seed_traffic import profile_events
+from scripts.simulate import batch
+from tests.conftest import WRITE_KEY
+
+HOUR = 3_600_000
+BUILTIN = {"platform": "platform", "app_version": "app_version", "event_name": "event_name"}
+
+
+def _day(ev: dict[str, Any]) -> str:
+    ts = datetime.fromisoformat(ev["ts_utc"].replace("Z", "+00:00"))
+    return ts.astimezone(timezone.utc).date().isoformat()
+
+
+def _dim(ev: dict[str, Any], dim: str) -> str | None:
+    if dim in BUILTIN:
+        return str(ev[BUILTIN[dim]])
+    value = ev["payload"].get(dim)
+    return None if value is None else str(value)
+
+
+def truth(kpi: Kpi, events: list[dict[str, Any]], days: list[str]) -> dict[str, Any]:
+    """The KPI computed straight from the events sent, one value per day."""
+    mine = [e for e in events if not kpi.events or e["event_name"] in kpi.events]
+    out: dict[str, Any] = {}
+    for d in days:
+        todays = [e for e in mine if _day(e) == d]
+        if kpi.kind == "uniques":
+            values = {e["anon_village_id"] if not kpi.field else e["payload"].get(kpi.field) for e in todays}
+            out[d] = len(values - {None})
+        elif kpi.kind == "count":
+            out[d] = len(todays)
+        elif kpi.kind == "sum":
+            out[d] = sum(round(e["payload"][kpi.field] * kpi.scale) for e in todays) / kpi.scale
+        elif kpi.kind == "top":
+            out[d] = sum(1 for e in todays if e["payload"].get(kpi.field) is not None)
+    return out
+
+
+def _sessions(events: list[dict[str, Any]]) -> dict[str, list[int]]:
+    starts, ends = {}, {}
+    for e in events:
+        ts = int(datetime.fromisoformat(e["ts_utc"].replace("Z", "+00:00")).timestamp() * 1000)
+        if e["event_name"] == "session_start":
+            starts[e["session_id"]] = (ts, _day(e))
+        elif e["event_name"] == "session_end":
+            ends[e["session_id"]] = ts
+    by_day: dict[str, list[int]] = defaultdict(list)
+    for sid, (ts, d) in starts.items():
+        by_day[d].append(max(0, ends[sid] - ts))
+    return by_day
+
+
+@pytest.mark.parametrize("name", profiles.NAMES)
+def test_profile_kpis_match_ground_truth(
+    name: str, env: dict[str, str], r: redis.Redis, redis_url: str, rng: random.Random
+) -> None:
+    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": name})
+    profile = profiles.load(name)
+    now = int(time.time() * 1000)
+    events = profile_events(profile, actors=80, count=3_000, start_ms=now - 40 * HOUR,
+                            end_ms=now - 6 * HOUR, seed=rng.randrange(1 << 30))
+    with TestClient(create_app(settings)) as c:
+        for i in range(0, len(events), 500):
+            resp = c.post("/api/analytics/events", json=batch(events[i : i + 500]),
+                          headers={"X-Write-Key": WRITE_KEY})
+            assert resp.status_code == 202, resp.text
+            assert resp.json()["rejected"] == [], resp.json()["rejected"][:3]
+    Worker(r, settings, consumer="profile-test").run(burst=True)
+
+    days = sorted({_day(e) for e in events})
+    day_objs = [date.fromisoformat(d) for d in days]
+
+    async def read_all() -> dict[str, Any]:
+        client = aredis.Redis.from_url(redis_url)
+        try:
+            got: dict[str, Any] = {}
+            for kpi in profile.kpis:
+                if kpi.kind == "session":
+                    for metric in ("avg", "p50", "p95"):
+                        rows = await declared.read(client, settings, kpi, day_objs, metric=metric)
+                        got[f"{kpi.name}:{metric}"] = {row["date"]: row["value"] for row in rows}
+                    continue
+                rows = await declared.read(client, settings, kpi, day_objs)
+                got[kpi.name] = {row["date"]: row["value"] for row in rows}
+                for dim in kpi.dimensions:
+                    rows = await declared.read(client, settings, kpi, day_objs, group_by=dim)
+                    got[f"{kpi.name}/{dim}"] = {(row["date"], row[dim]): row["value"] for row in rows}
+                if kpi.kind == "top":
+                    got[f"{kpi.name}/table"] = await declared.top(client, settings, kpi, day_objs, None)
+                    if kpi.all_time:
+                        got[f"{kpi.name}/all"] = await declared.top(client, settings, kpi, None, None)
+            return got
+        finally:
+            await client.aclose()
+
+    got = asyncio.run(read_all())
+    for kpi in profile.kpis:
+        if kpi.kind == "session":
+            durations = _sessions(events)
+            for d in days:
+                if not durations[d]:
+                    continue
+                exact_avg = sum(durations[d]) / len(durations[d]) / 1000
+                assert got[f"{kpi.name}:avg"][d] == pytest.approx(exact_avg, rel=0.005, abs=0.002)
+                for metric, q in (("p50", 0.5), ("p95", 0.95)):
+                    want = exact_quantile(durations[d], q) / 1000
+                    assert got[f"{kpi.name}:{metric}"][d] == pytest.approx(want, rel=0.02)
+            continue
+        want = truth(kpi, events, days)
+        for d in days:
+            if kpi.kind == "uniques":
+                assert abs(got[kpi.name][d] - want[d]) <= max(1, 0.02 * want[d]), (kpi.name, d)
+            elif kpi.kind == "sum":
+                assert got[kpi.name][d] == pytest.approx(want[d], abs=1 / kpi.scale), (kpi.name, d)
+            else:
+                assert got[kpi.name][d] == want[d], (kpi.name, d)
+        mine = [e for e in events if not kpi.events or e["event_name"] in kpi.events]
+        for dim in kpi.dimensions:
+            expected = Counter((_day(e), _dim(e, dim)) for e in mine if _dim(e, dim) is not None)
+            observed = {k: v for k, v in got[f"{kpi.name}/{dim}"].items() if v}
+            assert observed == dict(expected), (kpi.name, dim)
+        if kpi.kind == "top":
+            expected_table = Counter(e["payload"][kpi.field] for e in mine if e["payload"].get(kpi.field))
+            assert {row["key"]: row["value"] for row in got[f"{kpi.name}/table"]} == dict(expected_table)
+            values = [row["value"] for row in got[f"{kpi.name}/table"]]
+            assert values == sorted(values, reverse=True)
+            if kpi.all_time:
+                assert got[f"{kpi.name}/all"] == got[f"{kpi.name}/table"]
