@@ -1,0 +1,165 @@
+"""The dashboard in headless Chromium (Debian's ``chromium`` driven by Playwright): loads with data,
+follows the date range, shows the empty and error states, and renders a non-blank screenshot."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from schemas import tokens
+from schemas.settings import Settings
+from scripts.simulate import generate
+from tests import services
+from tests.conftest import JWT_SECRET
+from tests.kpi_helpers import HOUR, day, load, truth
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian's chromium is not installed (apt-get install -y chromium)")
+
+
+def png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
+    """Decode an 8-bit RGB/RGBA PNG (what Chromium writes): width, height, channels, raw rows."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and color in (2, 6), (depth, color)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    out = bytearray()
+    prev = bytearray(stride)
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        out += line
+        prev = line
+    return width, height, channels, bytes(out)
+
+
+def chart_data(page: Any) -> dict[str, Any]:
+    return page.evaluate("""() => Object.fromEntries(Object.entries(window.dashboard.charts).map(
+        ([id, c]) => [id, c.data.datasets.map(d => d.data)]))""")
+
+
+def wait_state(page: Any, states: str) -> str:
+    page.wait_for_function(f"() => {states!r}.split('|').includes(document.getElementById('status').dataset.state)",
+                           timeout=30_000)
+    return page.eval_on_selector("#status", "e => e.dataset.state + ': ' + e.textContent")
+
+
+def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_url: str, r: redis.Redis,
+                               rng: random.Random, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    now = int(time.time() * 1000)
+    events = generate(villages=80, sessions=300, start_ms=now - 40 * HOUR, end_ms=now - 5 * HOUR,
+                      seed=rng.randrange(1 << 30))
+    load(settings, redis_url, events)
+    t = truth(events)
+    first_day = min(t.villages)
+    api = services.kpi_api(env)
+    try:
+        page_resp = httpx.get(api.url + "/dashboard")
+        assert page_resp.status_code == 200 and "chart.umd.min.js" in page_resp.text
+        assert httpx.get(api.url + "/dashboard/assets/chart.umd.min.js").status_code == 200, "run npm ci"
+        token = tokens.issue(JWT_SECRET, "staff", "browser-test")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1300})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(f"{api.url}/dashboard#token={token}")
+                status = wait_state(page, "ready|empty|error")
+                assert status.startswith("ready"), status
+                assert "#token" not in page.url  # the fragment is stored, then dropped from the URL
+                wide = chart_data(page)
+                assert set(wide) >= {"chart-active", "chart-session", "chart-dialogue", "chart-command",
+                                     "chart-types", "chart-heatmap"}
+                dia_days = page.evaluate("() => window.dashboard.charts['chart-dialogue'].data.labels")
+                shown = dict(zip(dia_days, wide["chart-dialogue"][0]))
+                for d, counts in t.counts.items():
+                    assert shown[d] == counts["dialogue_open"], (d, shown)
+                cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
+                assert "dialogue-opens" in cards
+                assert page.inner_text("figure[data-kpi='top-n'] .not-configured") == "not configured"
+
+                shot = tmp_path / "dashboard.png"
+                page.screenshot(path=str(shot), full_page=True)
+                width, height, ch, px = png_pixels(shot.read_bytes())
+                sample = px[:: ch * 97]
+                mean = sum(sample) / len(sample)
+                variance = sum((v - mean) ** 2 for v in sample) / len(sample)
+                assert width >= 1000 and variance > 100, variance
+                distinct = {px[i : i + 3] for i in range(0, len(px), ch * 31)}
+                assert len(distinct) > 50, len(distinct)
+
+                # one day only: the charts follow the range
+                page.fill("#start", first_day)
+                page.fill("#end", first_day)
+                page.click("#apply")
+                wait_state(page, "ready|empty|error")
+                page.wait_for_function(
+                    f"() => window.dashboard.charts['chart-dialogue'].data.labels.join() === {first_day!r}")
+                narrow = chart_data(page)
+                assert narrow != wide
+                assert narrow["chart-dialogue"] == [[t.counts[first_day]["dialogue_open"]]]
+
+                # a range with no events: the empty state
+                page.fill("#start", "2020-01-01")
+                page.fill("#end", "2020-01-07")
+                page.click("#apply")
+                assert wait_state(page, "empty|error").startswith("empty")
+
+                # end before start: the API's 400 shows as the error state
+                page.fill("#start", "2020-01-07")
+                page.fill("#end", "2020-01-01")
+                page.click("#apply")
+                status = wait_state(page, "error")
+                assert "400" in status and "before" in status, status
+
+                # a wrong token: the error state asks for a staff token
+                page.evaluate("() => localStorage.setItem('villageAnalyticsToken', 'garbage')")
+                page.reload()
+                status = wait_state(page, "error")
+                assert "401" in status and "token" in status, status
+                page.screenshot(path=str(tmp_path / "dashboard-error.png"))
+                assert not errors, errors
+            finally:
+                browser.close()
+    finally:
+        api.stop()
