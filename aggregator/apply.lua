@@ -6,7 +6,8 @@
 -- XACK comes first: it returns 0 when the entry is no longer pending (another consumer claimed
 -- and applied it), and then nothing is applied. So a redelivered entry never counts twice.
 -- Every value was checked by the worker before the call; nothing below can fail halfway.
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+-- An empty group (ARGV[1] == '') is the backfill: it rebuilds days from entries already acked.
+if ARGV[1] ~= '' and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 local ttl = tonumber(ARGV[3])
@@ -51,6 +52,10 @@ while i <= n do
     -- I key field by: counters
     redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
+  elseif op == 'D' then
+    -- D sketch duration: a session paired outside Redis (the backfill)
+    add_duration(KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2]))
+    i = i + 3
   elseif op == 'Z' then
     -- Z key member by: top-N tables
     redis.call('ZINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3], ARGV[i + 2])

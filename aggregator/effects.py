@@ -45,11 +45,17 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
 
 
 def build(
-    shard: int, events: Sequence[StoredEvent], late_window_ms: int, kpis: Sequence[Kpi] = ()
+    shard: int,
+    events: Sequence[StoredEvent],
+    late_window_ms: int,
+    kpis: Sequence[Kpi] = (),
+    rebuild: bool = False,
 ) -> Effects:
     """Ops for one entry; its late events are kept aside (msgpack list) in the late stream.
 
     Base aggregates are always kept; ``kpis`` adds the declared KPIs' own aggregates.
+    ``rebuild=True`` (the backfill) leaves session pairing to the caller, which pairs in memory,
+    and leaves the shard's operational counters alone.
     """
     fx = Effects(shard)
     declared = Declared(shard, kpis)
@@ -69,7 +75,7 @@ def build(
         hour = (ev.ts % DAY_MS) // 3_600_000
         for field in (ev.name, f"{ev.name}@{hour:02d}"):
             counters[(ckey, field)] = counters.get((ckey, field), 0) + 1
-        if ev.session is None:
+        if ev.session is None or rebuild:
             continue
         if ev.name == "session_start":
             state = fx.key(keyspace.session_state(shard, ev.session))
@@ -95,7 +101,7 @@ def build(
     for key in written:
         fx.ops += ["E", fx.key(key)]
     declared.emit(fx, PFADD_CHUNK)
-    if fx.applied:
+    if fx.applied and not rebuild:
         fx.ops += ["I", 2, "applied", fx.applied]
     if late:
         fx.ops += ["L", fx.key(keyspace.late_stream(shard)), STORED_ENCODER.encode(late), fx.late]
