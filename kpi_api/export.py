@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date, datetime, timezone
 from typing import Any
@@ -100,13 +101,21 @@ EVENT_COLUMNS = ("event_id", "ts_utc", "event_name", "event_version", "anon_vill
 SEED002_COLUMNS = ("id", "created_at", "event_type", "user_id", "anonymous_id", "source", "ip_address", "payload")
 
 
+def event_id(raw: str) -> str:
+    """Stored ids are compact hex; exports show the UUID the client sent."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return raw
+
+
 def event_row(ev: StoredEvent) -> list[Any]:
-    return [ev.event_id, iso(ev.ts), ev.name, ev.version, ev.village, ev.session or "", ev.app_version,
+    return [event_id(ev.event_id), iso(ev.ts), ev.name, ev.version, ev.village, ev.session or "", ev.app_version,
             ev.platform, iso(ev.client_ts), iso(ev.received), json.dumps(ev.payload, separators=(",", ":"))]
 
 
 def seed002_row(ev: StoredEvent) -> list[Any]:
-    return [ev.event_id, iso(ev.ts), ev.name, "", ev.village, ev.platform, "",
+    return [event_id(ev.event_id), iso(ev.ts), ev.name, "", ev.village, ev.platform, "",
             json.dumps(ev.payload, separators=(",", ":"))]
 
 

@@ -60,7 +60,7 @@ class Settings:
     kpi_rate_limit_per_minute: int = 600
     export_max_rows: int = 0
     export_xlsx_max_rows: int = 1_048_575
-    export_chunk: int = 16
+    export_chunk: int = 4
     dashboard_assets: str = ""
 
     # -- collector on the public internet (issue 3) --
