@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -82,7 +83,9 @@ class Proc:
         if port is not None:
             full["PORT"] = str(port)
         out = subprocess.DEVNULL if quiet else None
-        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=full, stdout=out)
+        # stderr to a file: a load generator that stops mid-request makes uvicorn log tracebacks
+        self.log = tempfile.TemporaryFile() if quiet else None
+        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=full, stdout=out, stderr=self.log)
 
     @property
     def pid(self) -> int:
@@ -92,7 +95,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}")
+                raise RuntimeError(f"service exited with {self.proc.returncode}: {self.tail()}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 conn.request("GET", "/readyz")
@@ -103,6 +106,12 @@ class Proc:
                 pass
             time.sleep(0.1)
         raise TimeoutError("service not ready")
+
+    def tail(self) -> str:
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-2000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -258,6 +267,7 @@ def meta(runs: int) -> dict[str, Any]:
         "machine": f"{os.cpu_count()} cpu, {platform.machine()}, Python {platform.python_version()}",
         "commit": code_version(),
         "runs": runs,
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # others' load on this shared machine
         "statistic": "median of runs" if runs > 1 else "single run",
     }
 
