@@ -9,7 +9,7 @@ import logging
 import random
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -253,8 +253,8 @@ def test_skew_correction_keeps_the_original_time(env, r, settings, rng):
         body = c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([ev], sent_at=sent_at))).json()
     assert body["accepted"] == 1, body
     [(_, e)] = stored(r, settings)
-    sent_ms = to_ms(msgspec.json.decode(json.dumps(sent_at).encode(), type=__import__("datetime").datetime))
-    assert e.ts_original == to_ms(msgspec.convert(ev["ts_utc"], __import__("datetime").datetime))
+    sent_ms = to_ms(msgspec.json.decode(json.dumps(sent_at).encode(), type=datetime))
+    assert e.ts_original == to_ms(msgspec.convert(ev["ts_utc"], datetime))
     # Segment's formula, exactly: ts = received - (sent_at - ts_utc)
     assert e.ts == e.received - (sent_ms - e.ts_original)
 
