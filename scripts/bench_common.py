@@ -164,10 +164,14 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds used so far by a live process."""
+    """User+system CPU seconds used so far by a live process and its live children."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
+            total += cpu_seconds(int(child))
+    return total
 
 
 # -- events --------------------------------------------------------------------------------------
