@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from schemas import __version__
-from schemas.catalog import CATALOG, Batch
+from schemas import profiles
+from schemas.catalog import Batch, Event
 
 
 class RejectedEvent(msgspec.Struct):
@@ -115,18 +116,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def _components() -> dict[str, Any]:
+def _components(events: list[type[Event]]) -> dict[str, Any]:
     _, comps = msgspec.json.schema_components(
-        [Batch, IngestResult, ErrorBody, *CATALOG.values()],
+        [Batch, IngestResult, ErrorBody, *events],
         ref_template="#/components/schemas/{name}",
     )
     comps["Batch"]["properties"]["events"]["items"] = {
-        "oneOf": [_ref(struct.__name__) for struct in CATALOG.values()]
+        "oneOf": [_ref(struct.__name__) for struct in events]
     }
     return comps
 
 
-def document(routes: list[Any]) -> dict[str, Any]:
+def document(routes: list[Any], profile: str = "seed003") -> dict[str, Any]:
+    """The OpenAPI document; event bodies are those of the active profile's catalog."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route):
@@ -142,7 +144,7 @@ def document(routes: list[Any]) -> dict[str, Any]:
         "info": {"title": "village-analytics collector", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": _components(),
+            "schemas": _components(list(profiles.load(profile).events.values())),
             "securitySchemes": {
                 "writeKeyBasic": {"type": "http", "scheme": "basic",
                                   "description": "write key as the username, empty password"},
@@ -156,5 +158,7 @@ def document(routes: list[Any]) -> dict[str, Any]:
 async def openapi(request: Request) -> Response:
     cached = getattr(request.app.state, "openapi", None)
     if cached is None:
-        cached = request.app.state.openapi = document(request.app.routes)
+        cached = request.app.state.openapi = document(
+            request.app.routes, request.app.state.settings.analytics_profile
+        )
     return JSONResponse(cached)

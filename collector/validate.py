@@ -21,20 +21,18 @@ import msgspec
 from collector.privacy import Pseudonymizer
 from collector.sanitize import TooDeep, sanitize
 from collector.store import Rejection
-from schemas import keyspace
-from schemas.catalog import CATALOG, Envelope, Event, SessionEnd, StoredEvent
+from schemas import keyspace, profiles
+from schemas.catalog import Envelope, Event, StoredEvent
 from schemas.days import to_ms
 from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
-_DECODERS = {key: msgspec.json.Decoder(struct) for key, struct in CATALOG.items()}
 IDENTIFIER_FIELDS = frozenset(
     {"anon_village_id", "session_id", "user_id", "anonymous_id", "userId", "anonymousId",
      "device_id", "ip"}
 )
 PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
-_KNOWN = ", ".join(sorted({n for n, _ in CATALOG}))
 
 
 def _located(index: int, exc: Exception) -> str:
@@ -70,6 +68,10 @@ class Validator:
     def __init__(self, settings: Settings, pseudonymizer: Pseudonymizer) -> None:
         self.settings = settings
         self.pseudo = pseudonymizer
+        profile = profiles.load(settings.analytics_profile)  # the event catalog of ANALYTICS_PROFILE
+        self.decoders = {key: msgspec.json.Decoder(struct) for key, struct in profile.events.items()}
+        self.known = ", ".join(sorted({n for n, _ in profile.events}))
+        self.hashed_fields = profile.hashed_fields
 
     async def run(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int
@@ -146,15 +148,14 @@ class Validator:
                 out.errors, out.reason = [_located(index, second)], _kind(second)
                 return None
 
-    @staticmethod
-    def _decode_once(index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
+    def _decode_once(self, index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
         env = _ENVELOPE.decode(raw)
         out.name, out.version = env.event_name, env.event_version
-        decoder = _DECODERS.get((env.event_name, env.event_version))
+        decoder = self.decoders.get((env.event_name, env.event_version))
         if decoder is None:
             out.errors = [
                 f"$.events[{index}].event_name: unknown event {env.event_name!r} version "
-                f"{env.event_version} (catalog: {_KNOWN})"
+                f"{env.event_version} (catalog: {self.known})"
             ]
             out.reason = "unknown_event"
             return None
@@ -174,7 +175,7 @@ class Validator:
         elif event.session_id is not None:
             sid = str(event.session_id)
             session = await self.pseudo.pseudonym(sid, ts, received_ms)
-            if isinstance(event, SessionEnd):
+            if event.event_name == "session_end":
                 session_alt = await self.pseudo.session_alias(sid, ts, received_ms)
         village = pseudonyms.get("village") or await self.pseudo.pseudonym(
             event.anon_village_id, ts, received_ms
@@ -192,8 +193,19 @@ class Validator:
             session=session,
             session_alt=session_alt,
             client_ts=to_ms(event.client_ts) if event.client_ts else None,
-            payload=msgspec.to_builtins(event.payload),
+            payload=await self._payload(event, ts, received_ms),
         )
+
+    async def _payload(self, event: Event, ts: int, received_ms: int) -> dict[str, object]:
+        """The payload as stored: the profile's identifier and free-text fields as keyed HMACs."""
+        payload = msgspec.to_builtins(getattr(event, "payload", {}))
+        for name in self.hashed_fields & payload.keys():
+            value = payload[name]
+            if isinstance(value, str) and value.startswith(PSEUDO):  # replayed dead-letter copy
+                payload[name] = value.removeprefix(PSEUDO)
+            elif value is not None:
+                payload[name] = await self.pseudo.pseudonym(str(value), ts, received_ms)
+        return payload
 
     async def rejection(
         self, index: int, raw: bytes | msgspec.Raw, checked: Checked, received_ms: int, skew_ms: int
@@ -237,7 +249,8 @@ class Validator:
     ) -> object:
         if depth > 8:
             raise TooDeep("nested too deeply")
-        if key in IDENTIFIER_FIELDS and not isinstance(value, dict | list):
+        hashed = key in IDENTIFIER_FIELDS or key in self.hashed_fields
+        if hashed and not isinstance(value, dict | list):
             text = str(value)
             if text.startswith(PSEUDO):  # a replayed copy: already a pseudonym
                 return text if _token_like(text) else None

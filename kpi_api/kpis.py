@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from kpi_api import params, privacy, queries
 from kpi_api.errors import BadRequest
-from schemas.catalog import CATALOG
+from schemas import profiles
 from schemas.days import days_between
 from schemas.settings import Settings
 from schemas.sketch import Sketch
@@ -125,7 +125,7 @@ def parse(request: Request, kpi: KPI) -> Query:
     if event_name is not None:
         if kpi.kind != "events":
             raise BadRequest(f"event_name applies to the events KPIs, not {kpi.name}")
-        known = sorted({n for n, _ in CATALOG})
+        known = profiles.event_names(request.app.state.settings.analytics_profile)
         if event_name not in known:
             raise BadRequest(f"unknown event_name {event_name!r}; known: {', '.join(known)}")
     if granularity == "hour" and (end - start).days + 1 > 92:

@@ -19,7 +19,7 @@ from kpi_api import export, kpis, params, privacy, queries
 from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
 from kpi_api.routes import cached
-from schemas.catalog import CATALOG
+from schemas import profiles
 from schemas.connection import open_sync
 
 FIELD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -35,7 +35,7 @@ def _day(request: Request, name: str = "date") -> date:
 
 def _event_type(request: Request, name: str = "event_type") -> str | None:
     value = request.query_params.get(name) or None
-    known = sorted({n for n, _ in CATALOG})
+    known = profiles.event_names(request.app.state.settings.analytics_profile)
     if value is not None and value not in known:
         raise BadRequest(f"unknown {name} {value!r}; known: {', '.join(known)}")
     return value

@@ -8,6 +8,7 @@ village simulator; prints where each service listens and a bearer token for the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
@@ -52,6 +53,10 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} did not become ready within {timeout:.0f} s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="analytics-dev")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5000)))
@@ -82,11 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
 
+    # SIGTERM (from a supervisor or a test) takes the same clean-up path as Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
     procs: list[subprocess.Popen[bytes]] = []
     honcho = subprocess.Popen(
         [str(bindir / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
          "-p", str(base), "-c", f"aggregator={args.workers}"],
         env=env,
+        start_new_session=True,  # its own process group, so nothing it starts can outlive us
     )
     procs.append(honcho)
     collector = f"http://127.0.0.1:{base}"
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGINT if p is honcho else signal.SIGTERM)
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(honcho.pid, signal.SIGKILL)  # any service honcho failed to stop
         if server is not None:
             server.stop()
 

@@ -32,3 +32,8 @@ def load(name: str) -> Profile:
     if name not in NAMES:
         raise SystemExit(f"configuration error: ANALYTICS_PROFILE={name!r}; use one of {', '.join(NAMES)}")
     return importlib.import_module(f"schemas.profiles.{name}").PROFILE
+
+
+def event_names(name: str) -> list[str]:
+    """The event names the profile's catalog accepts, sorted."""
+    return sorted({event for event, _ in load(name).events})
