@@ -8,12 +8,9 @@ import subprocess
 import sys
 import uuid
 
-import msgspec
-import pytest
 
-from collector import validate
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER, StoredEvent, VillageActive
+from schemas.catalog import CATALOG, STORED_ENCODER, StoredEvent, VillageActive
 from schemas.settings import Settings
 from tests.test_collector_support import HEADERS, ROUTE, batch, client, dead_letters, event, stored
 
@@ -83,7 +80,7 @@ def test_replay_after_a_catalog_fix_and_of_a_worker_poison_entry(env, r, rng, mo
     class VillageActiveV2(VillageActive, kw_only=True):
         event_version: int
 
-    monkeypatch.setitem(validate._DECODERS, ("village_active", 2), msgspec.json.Decoder(VillageActiveV2))
+    monkeypatch.setitem(CATALOG, ("village_active", 2), VillageActiveV2)  # the default profile's catalog
     import asyncio
 
     from collector import deadletter

@@ -6,19 +6,16 @@ import base64
 import gzip
 import json
 import logging
-import random
 import time
 import uuid
 from datetime import datetime, timedelta
 
 import msgspec
 import pytest
-import redis
 
 from collector.sanitize import MAX_ITEMS, MAX_STRING, sanitize
 from schemas import tokens
 from schemas.days import to_ms
-from schemas.settings import Settings
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.test_collector_support import (
     HEADERS, ROUTE, batch, client, dead_letters, event, iso, metric, now, stored,

@@ -20,14 +20,18 @@ from schemas.settings import Settings
 from scripts.simulate import generate
 from tests import services
 from tests.conftest import JWT_SECRET
-from tests.kpi_helpers import HOUR, day, load, truth
+from tests.kpi_helpers import HOUR, load, truth
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    # a missing browser fails the test, never skips it: .ci/run installs Debian's chromium
+    assert Path(CHROMIUM).exists(), "Debian's chromium is not installed: apt-get install -y chromium"
 
 
 def png_pixels(data: bytes) -> tuple[int, int, int, bytes]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from datetime import timezone
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings

@@ -10,7 +10,6 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any

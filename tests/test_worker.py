@@ -9,7 +9,6 @@ import time
 import redis
 
 from aggregator.worker import Worker, ensure_groups, pending_total
-from schemas import keyspace
 from schemas.days import day_of_ms
 from schemas.settings import Settings
 from tests.streamfeed import append, count, now_ms, pending_of, read_as, stat, stored
