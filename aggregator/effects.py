@@ -40,8 +40,9 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
     Judged per event from ``received`` (server time at arrival), not from when a worker gets to
     it: a backlog or a replay decides the same way, and an event that arrived in time still counts
     after a worker outage. An event exactly ``late_window_ms`` old on arrival still counts.
+    History brought in by the admin import path is never late.
     """
-    return ev.ts < ev.received - late_window_ms
+    return ev.ts < ev.received - late_window_ms and not ev.historical
 
 
 def build(

@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from collector.backpressure import Backpressure
+from collector.history import import_history
 from collector.ingest import ingest
 from collector.metrics import Timing, metrics
 from collector.openapi import openapi
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/api/analytics/events", ingest, methods=["POST"]),
+        Route("/internal/analytics/import", import_history, methods=["POST"]),
         Route("/internal/analytics/debug/recent-events", recent_events),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

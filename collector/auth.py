@@ -7,8 +7,10 @@ import binascii
 import hmac
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from schemas import tokens
+from schemas.service import error
 from schemas.settings import Settings
 
 
@@ -57,3 +59,19 @@ def authenticate(request: Request, settings: Settings) -> tuple[str | None, str 
 def check_write_access(request: Request, settings: Settings) -> str | None:
     """Return None when the request may write, else the reason it may not (for a 401)."""
     return authenticate(request, settings)[1]
+
+
+def admin_only(request: Request, settings: Settings) -> Response | None:
+    """None when the request carries a valid admin bearer JWT, else the 401/403 to answer.
+
+    Write keys never open an admin route: they ship inside game clients.
+    """
+    token = tokens.bearer(request.headers.get("authorization"))
+    if token is None:
+        return error(401, "unauthorized", "bearer JWT with role admin required",
+                     {"WWW-Authenticate": "Bearer"})
+    try:
+        tokens.verify(settings.jwt_secret_key, token, roles=("admin",))
+    except tokens.TokenError as exc:
+        return error(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.detail)
+    return None

@@ -23,6 +23,7 @@ from collector.body import BodyError, read_body
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
+from schemas.settings import Settings
 
 log = logging.getLogger("collector.ingest")
 _BATCH = msgspec.json.Decoder(Batch)
@@ -73,6 +74,12 @@ async def admit(request: Request) -> Response | None:
     return None
 
 
+def import_marker_ttl(settings: Settings) -> int:
+    """Seconds an imported event's idempotency marker lasts: the retention period (or a year)."""
+    days = settings.analytics_retention_days if settings.analytics_retention_days > 0 else 365
+    return days * 86_400
+
+
 @dataclass
 class Result:
     accepted: int = 0
@@ -84,9 +91,16 @@ class Result:
 
 
 async def accept(
-    request: Request, raw_events: list[msgspec.Raw], sent_at: datetime | None
+    request: Request,
+    raw_events: list[msgspec.Raw],
+    sent_at: datetime | None,
+    historical: bool = False,
 ) -> Result | Response:
-    """Validate and store a batch's events; a 503 response when the store fails (nothing 2xx)."""
+    """Validate and store a batch's events; a 503 response when the store fails (nothing 2xx).
+
+    ``historical`` (the admin import path) marks the events as exempt from the late window and
+    keeps their idempotency markers for the retention period.
+    """
     state = request.app.state
     settings = state.settings
     received = int(time.time() * 1000)
@@ -97,8 +111,9 @@ async def accept(
         if abs(offset) > settings.skew_tolerance_seconds * 1000:
             skew = offset
     try:
-        outcome = await state.validator.run(raw_events, received, skew)
-        flags = await state.store.write(outcome.by_shard, outcome.rejections)
+        outcome = await state.validator.run(raw_events, received, skew, historical)
+        marker_ttl = import_marker_ttl(settings) if historical else None
+        flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
         return store_unavailable(exc)
     result = Result()
@@ -115,11 +130,9 @@ async def accept(
     return result
 
 
-async def ingest(request: Request) -> Response:
+async def read_batch(request: Request) -> Batch | Response:
+    """The request's batch, or the 400/413/415 that refuses it."""
     settings = request.app.state.settings
-    refused = await admit(request)
-    if refused is not None:
-        return refused
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         return error(
@@ -140,6 +153,16 @@ async def ingest(request: Request) -> Response:
             413, "batch_too_large",
             f"{len(batch.events)} events, over MAX_BATCH_SIZE={settings.max_batch_size}",
         )
+    return batch
+
+
+async def ingest(request: Request) -> Response:
+    refused = await admit(request)
+    if refused is not None:
+        return refused
+    batch = await read_batch(request)
+    if isinstance(batch, Response):
+        return batch
     result = await accept(request, batch.events, batch.sent_at)
     if isinstance(result, Response):
         return result

@@ -14,7 +14,8 @@ import redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from schemas import keyspace, tokens
+from collector.auth import admin_only
+from schemas import keyspace
 from schemas.catalog import StoredEvent
 from schemas.service import error
 
@@ -24,14 +25,9 @@ FIELDS = StoredEvent.__struct_fields__
 
 async def recent_events(request: Request) -> Response:
     settings = request.app.state.settings
-    token = tokens.bearer(request.headers.get("authorization"))
-    if token is None:
-        return error(401, "unauthorized", "bearer JWT with role admin required",
-                     {"WWW-Authenticate": "Bearer"})
-    try:
-        tokens.verify(settings.jwt_secret_key, token, roles=("admin",))
-    except tokens.TokenError as exc:
-        return error(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.detail)
+    refused = admin_only(request, settings)
+    if refused is not None:
+        return refused
     raw_limit = request.query_params.get("limit", "")
     size = max(settings.debug_buffer_size, 0)
     limit = int(raw_limit) if raw_limit.isdigit() else size

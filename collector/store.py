@@ -48,9 +48,16 @@ class EventStore:
         return str(int(time.time() * 1000) - days * 86_400_000)
 
     async def write(
-        self, by_shard: dict[int, list[StoredEvent]], rejections: list[Rejection]
+        self,
+        by_shard: dict[int, list[StoredEvent]],
+        rejections: list[Rejection],
+        marker_ttl: int | None = None,
     ) -> dict[int, list[int]]:
-        """Store events and rejections in one round trip; return per shard the stored flags."""
+        """Store events and rejections in one round trip; return per shard the stored flags.
+
+        ``marker_ttl`` (s) overrides how long the idempotency markers last (imports keep theirs
+        for the retention period, so re-running an import is answered as duplicates).
+        """
         minid = self._minid()
         async with self.redis.pipeline(transaction=False) as pipe:
             order = []
@@ -60,7 +67,7 @@ class EventStore:
                     prefix = keyspace.dedup_prefix(shard)
                     keys = [keyspace.stream(shard), keyspace.recent(shard)]
                     keys += [prefix + e.event_id for e in chunk]
-                    args = [self.marker_ttl, minid, self.debug_size, self.debug_ttl]
+                    args = [marker_ttl or self.marker_ttl, minid, self.debug_size, self.debug_ttl]
                     args += [STORED_ENCODER.encode(e) for e in chunk]
                     await self.append(keys=keys, args=args, client=pipe)
                     order.append(shard)

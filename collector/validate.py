@@ -74,12 +74,13 @@ class Validator:
         self.hashed_fields = profile.hashed_fields
 
     async def run(
-        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool = False
     ) -> Outcome:
         out = Outcome()
         for index, raw in enumerate(raw_events):
             checked = await self.check(index, raw, received_ms, skew_ms)
             if checked.stored is not None:
+                checked.stored.historical = historical
                 out.by_shard.setdefault(checked.shard, []).append(checked.stored)
                 out.positions.setdefault(checked.shard, []).append(index)
                 continue
@@ -130,7 +131,7 @@ class Validator:
     def _decode(self, index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
         try:
             return self._decode_once(index, raw, out)
-        except _DECODE_ERRORS as first:
+        except _DECODE_ERRORS:
             obj = clean = None
             try:
                 obj = msgspec.json.decode(raw)

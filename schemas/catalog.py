@@ -125,7 +125,9 @@ class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
     Times are epoch milliseconds: ``ts`` is the skew-corrected event time that every KPI keys on,
     ``ts_original`` what the client sent, ``received`` the server's arrival time.
     ``session_alt`` is the session pseudonym under the previous salt epoch, set only near an
-    epoch boundary so that a session spanning a rotation still pairs.
+    epoch boundary so that a session spanning a rotation still pairs. ``historical`` marks an
+    event that an admin imported (``POST /internal/analytics/import``); it is last and omitted
+    when false, so ordinary events pay nothing for it.
     """
 
     event_id: str
@@ -141,6 +143,7 @@ class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
     session_alt: str | None = None
     client_ts: int | None = None
     payload: dict[str, Any] = {}
+    historical: bool = False  # came in by the admin import path: the late window does not apply
 
 
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
