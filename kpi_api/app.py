@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/internal/analytics/kpis/{kpi}", routes.kpi),
             Route("/internal/analytics/kpis/{kpi}/summary", routes.kpi_summary),
             Route("/internal/analytics/kpis/{kpi}/heatmap", routes.kpi_heatmap),
+            Route("/internal/analytics/kpis/{kpi}/top", routes.kpi_top),
             Route("/api/analytics/metrics", routes.metrics),
             Route("/api/analytics/reports/dau", reports.dau),
             Route("/api/analytics/reports/events", reports.events_export),

@@ -1,7 +1,8 @@
 """The KPI registry and how each kind of KPI is computed from the aggregates in Redis.
 
 Each KPI is declared once here (name, kind, which granularities and breakdowns it supports); the
-generic route serves any registered KPI. The KPI catalog of issue 4 plugs in through ``register``.
+generic route serves any registered KPI. The active profile's KPI catalog (``schemas/profiles``)
+plugs in through ``registry``: every KPI it declares is served too, read by ``kpi_api.declared``.
 
 Every day (and hour) is a UTC day of the corrected event time, because that is what the workers
 key their aggregates by; so one day's numbers agree across every route.
@@ -9,6 +10,8 @@ key their aggregates by; so one day's numbers agree across every route.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -17,10 +20,11 @@ from typing import Any
 import redis.asyncio as aredis
 from starlette.requests import Request
 
-from kpi_api import params, privacy, queries
+from kpi_api import declared, params, privacy, queries
 from kpi_api.errors import BadRequest
 from schemas import profiles
 from schemas.days import days_between
+from schemas.kpis import Kpi
 from schemas.settings import Settings
 from schemas.sketch import Sketch
 
@@ -33,7 +37,7 @@ MAX_GROUPS = 1000
 @dataclass(frozen=True)
 class KPI:
     name: str
-    kind: str  # uniques | rolling_uniques | duration | count | events
+    kind: str  # uniques | rolling_uniques | duration | count | events | declared
     description: str
     total_means: str
     event: str | None = None
@@ -42,11 +46,16 @@ class KPI:
     group_by: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     forced_group: str | None = None
+    spec: Kpi | None = None  # kind "declared": the profile's declaration, read by kpi_api.declared
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "description": self.description,
-                "granularities": list(self.granularities), "group_by": list(self.group_by),
-                "metrics": list(self.metrics), "total_means": self.total_means}
+        out = {"name": self.name, "kind": self.kind, "description": self.description,
+               "granularities": list(self.granularities), "group_by": list(self.group_by),
+               "metrics": list(self.metrics), "total_means": self.total_means}
+        if self.spec is not None:
+            out.update(declared_kind=self.spec.kind, unit=self.spec.unit,
+                       top=self.spec.kind == "top", all_time=self.spec.all_time)
+        return out
 
 
 REGISTRY: dict[str, KPI] = {}
@@ -95,13 +104,53 @@ class Query:
 
     def cache_key(self, what: str) -> tuple[Any, ...]:
         return (what, self.kpi.name, self.start, self.end, self.granularity, self.group_by,
-                self.limit, self.metric if self.kpi.kind == "duration" else None, self.event_name)
+                self.limit, self.metric if self.kpi.metrics else None, self.event_name)
 
 
-def lookup(name: str) -> KPI:
-    kpi = REGISTRY.get(name)
+_TOTALS = {
+    "uniques": "distinct values in the range (not the sum of the daily values)",
+    "session": "the metric over every session started in the range",
+    "sum": "the sum over the range",
+    "top": "values counted over the range",
+    "count": "events in the range",
+}
+
+
+def _from_spec(spec: Kpi) -> KPI:
+    what = f"distinct {spec.field}" if spec.kind == "uniques" and spec.field else spec.kind
+    description = spec.description or f"{what} of {', '.join(spec.events) or 'every event'}"
+    return KPI(spec.name, "declared", description, _TOTALS[spec.kind], group_by=spec.dimensions,
+               metrics=METRICS if spec.kind == "session" else (), spec=spec)
+
+
+@functools.cache
+def registry(profile: str) -> dict[str, KPI]:
+    """The KPIs served for a profile: the built-ins its events feed, then its declared KPIs.
+
+    A built-in count of an event the profile does not have (seed 003's dialogue opens under seed
+    000) is left out; a declared KPI named like a built-in is served by the built-in.
+    """
+    names = set(profiles.event_names(profile))
+    out = {n: k for n, k in REGISTRY.items() if k.kind != "count" or k.event in names}
+    for spec in profiles.load(profile).kpis:
+        builtin = out.get(spec.name)
+        if builtin is None:
+            out[spec.name] = _from_spec(spec)
+        elif extra := tuple(d for d in spec.dimensions if d not in builtin.group_by):
+            # the built-in keeps its own breakdowns; the declared ones are read from the KPI's keys
+            out[spec.name] = dataclasses.replace(builtin, group_by=builtin.group_by + extra, spec=spec)
+    return out
+
+
+def active(request: Request) -> dict[str, KPI]:
+    return registry(request.app.state.settings.analytics_profile)
+
+
+def lookup(request: Request, name: str) -> KPI:
+    known = active(request)
+    kpi = known.get(name)
     if kpi is None:
-        raise BadRequest(f"unknown KPI {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise BadRequest(f"unknown KPI {name!r}; known: {', '.join(sorted(known))}")
     return kpi
 
 
@@ -116,10 +165,10 @@ def parse(request: Request, kpi: KPI) -> Query:
         available = ", ".join(kpi.group_by) or "none"
         raise BadRequest(f"group_by={group_by!r} is not available for {kpi.name}; dimensions: {available}")
     limit = params.positive_int(request, "limit", None, MAX_GROUPS)
-    if limit is not None and group_by is None:
+    if limit is not None and group_by is None and not (kpi.spec and kpi.spec.kind == "top"):
         raise BadRequest("limit applies to a breakdown: add group_by")
     metric = "avg"
-    if kpi.kind == "duration":
+    if kpi.metrics:
         metric = params.choice(request, "metric", METRICS, "avg") or "avg"
     event_name = request.query_params.get("event_name") or None
     if event_name is not None:
@@ -128,6 +177,8 @@ def parse(request: Request, kpi: KPI) -> Query:
         known = profiles.event_names(request.app.state.settings.analytics_profile)
         if event_name not in known:
             raise BadRequest(f"unknown event_name {event_name!r}; known: {', '.join(known)}")
+    if granularity == "hour" and group_by is not None and group_by not in REGISTRY.get(kpi.name, kpi).group_by:
+        raise BadRequest(f"group_by={group_by!r} is kept per day only: use granularity=day")
     if granularity == "hour" and (end - start).days + 1 > 92:
         raise BadRequest("granularity=hour allows at most 92 days")
     return Query(kpi, start, end, granularity, group_by, limit, metric, event_name)
@@ -140,6 +191,8 @@ def _event_fields(counters: dict[str, int], only: str | None) -> dict[str, int]:
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     kind = q.kpi.kind
     days = q.days
+    if kind == "declared" or _declared_breakdown(q):
+        return await _declared_series(r, s, q)
     if kind == "uniques":
         return await queries.daily_uniques(r, s, q.start, q.end)
     if kind == "rolling_uniques":
@@ -182,6 +235,45 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
 
 
+def _declared_breakdown(q: Query) -> bool:
+    """A built-in broken down by a dimension only its declaration keeps (events by platform)."""
+    return (q.kpi.spec is not None and q.group_by is not None
+            and q.group_by in q.kpi.spec.dimensions and q.group_by != q.kpi.forced_group
+            and q.group_by not in REGISTRY.get(q.kpi.name, q.kpi).group_by)
+
+
+async def _declared_series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    assert q.kpi.spec is not None
+    rows = await declared.read(r, s, q.kpi.spec, q.days, group_by=q.group_by, limit=q.limit,
+                               metric=q.metric)
+    if q.group_by is None:
+        return rows
+    bound = await queries.uniques_per_day(r, s, q.days)
+    return privacy.suppress(rows, _bounds(rows, q.days, bound), s.kpi_min_group_size)
+
+
+async def top_table(r: aredis.Redis, s: Settings, q: Query, all_time: bool) -> dict[str, Any]:
+    """A top KPI's table ``[{key, value}]`` over the range (or all time), largest first.
+
+    Cells are suppressed when fewer than k actors were active in the range, the upper bound on
+    the actors behind any one cell.
+    """
+    spec = q.kpi.spec
+    if spec is None or spec.kind != "top":
+        raise BadRequest(f"{q.kpi.name} is not a top-N KPI")
+    if all_time and not spec.all_time:
+        raise BadRequest(f"{q.kpi.name} keeps no all-time table")
+    rows = await declared.top(r, s, spec, None if all_time else q.days, q.limit or 10)
+    actors = await queries.distinct_uniques(r, s, q.days)
+    rows = privacy.suppress(rows, [actors] * len(rows), s.kpi_min_group_size)
+    out: dict[str, Any] = {"kpi": q.kpi.name, "field": spec.field, "rows": rows}
+    if all_time:
+        out["all_time"] = True
+    else:
+        out.update(start=q.start.isoformat(), end=q.end.isoformat())
+    return out
+
+
 def _bounds(rows: list[Row], days: list[date], dau: list[int] | None) -> list[int]:
     """Upper bound on the villages behind each row: every event adds its village to its day's DAU."""
     assert dau is not None
@@ -199,6 +291,16 @@ def previous_period(start: date, end: date) -> tuple[date, date]:
 async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) -> float | int:
     days = days_between(start, end)
     kind = q.kpi.kind
+    spec = q.kpi.spec if kind == "declared" else None
+    if spec is not None:
+        if spec.kind == "uniques" and spec.field:
+            return await declared.uniques_total(r, s, spec, days)
+        if spec.kind == "uniques":
+            return await queries.distinct_uniques(r, s, days)
+        if spec.kind != "session":
+            rows = await declared.read(r, s, spec, days)
+            return round(sum(row["value"] for row in rows), 6)
+        kind = "duration"  # a declared session KPI: the same sketches as the built-in
     if kind == "uniques":
         return await queries.distinct_uniques(r, s, days)
     if kind == "rolling_uniques":
@@ -230,7 +332,7 @@ async def summary(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
         "previous": {"start": prev_start.isoformat(), "end": prev_end.isoformat(), "total": prev_total},
         "delta": delta, "delta_pct": round(100 * delta / prev_total, 1) if prev_total else None,
     }
-    if q.kpi.kind == "duration":
+    if q.kpi.metrics:
         out["metric"] = q.metric
     if q.event_name:
         out["event_name"] = q.event_name

@@ -37,7 +37,7 @@ async def cached(request: Request, key: tuple[Any, ...], last_day: Any,
 
 @guard()
 async def kpi(request: Request) -> Response:
-    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
     r, s = request.app.state.redis, request.app.state.settings
     return await cached(request, q.cache_key("series"), q.end, lambda: kpis.series(r, s, q))
 
@@ -45,23 +45,34 @@ async def kpi(request: Request) -> Response:
 @guard()
 async def kpi_summary(request: Request) -> Response:
     """Range total, the previous period's total (shifted by whole weeks) and the delta."""
-    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
     r, s = request.app.state.redis, request.app.state.settings
     return await cached(request, q.cache_key("summary"), q.end, lambda: kpis.summary(r, s, q))
 
 
 @guard()
 async def kpi_heatmap(request: Request) -> Response:
-    q = kpis.parse(request, kpis.lookup(request.path_params["kpi"]))
+    q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
     r, s = request.app.state.redis, request.app.state.settings
     return await cached(request, q.cache_key("heatmap"), q.end, lambda: kpis.heatmap(r, s, q))
+
+
+@guard()
+async def kpi_top(request: Request) -> Response:
+    """A top-N KPI's table over the range (``limit``, default 10), or all time (``all_time=1``)."""
+    q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
+    all_time = params.choice(request, "all_time", ("0", "1", "true", "false"), "0") in ("1", "true")
+    r, s = request.app.state.redis, request.app.state.settings
+    return await cached(request, (*q.cache_key("top"), all_time), q.end,
+                        lambda: kpis.top_table(r, s, q, all_time))
 
 
 @guard()
 async def kpi_list(request: Request) -> Response:
     s = request.app.state.settings
     return JSONResponse({
-        "kpis": [k.describe() for k in kpis.REGISTRY.values()],
+        "profile": s.analytics_profile,
+        "kpis": [k.describe() for k in kpis.active(request).values()],
         "cache_seconds": s.kpi_cache_seconds, "cache_closed_seconds": s.kpi_cache_closed_seconds,
         "max_range_days": s.kpi_max_range_days, "min_group_size": s.kpi_min_group_size,
     })
@@ -85,13 +96,15 @@ async def kpi_csv(request: Request) -> Response:
     """The dashboard's numbers as CSV: one row per day, one column per daily KPI (aggregates only)."""
     start, end = params.date_range(request)
     r, s = request.app.state.redis, request.app.state.settings
+    known = kpis.active(request)
+    wanted = [(col, name, extra) for col, name, extra in CSV_COLUMNS if name in known]
     columns = []
-    for _, name, extra in CSV_COLUMNS:
-        q = kpis.Query(kpis.REGISTRY[name], start, end, metric=extra.get("metric", "avg"))
+    for _, name, extra in wanted:
+        q = kpis.Query(known[name], start, end, metric=extra.get("metric", "avg"))
         columns.append(await kpis.series(r, s, q))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["date", *(c for c, _, _ in CSV_COLUMNS)])
+    w.writerow(["date", *(c for c, _, _ in wanted)])
     for i, row in enumerate(columns[0]):
         w.writerow([row["date"], *(col[i]["value"] for col in columns)])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers={
@@ -102,11 +115,12 @@ async def kpi_csv(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Seed 000: ``/api/analytics/metrics?metric=<kpi>&start=&end=`` -> series and range total."""
     name = request.query_params.get("metric")
+    known = kpis.active(request)
     if not name:
-        raise BadRequest(f"query parameter 'metric' is required; one of {', '.join(sorted(kpis.REGISTRY))}")
-    kpi = kpis.REGISTRY.get(name)
+        raise BadRequest(f"query parameter 'metric' is required; one of {', '.join(sorted(known))}")
+    kpi = known.get(name)
     if kpi is None:
-        raise BadRequest(f"unknown metric {name!r}; known: {', '.join(sorted(kpis.REGISTRY))}")
+        raise BadRequest(f"unknown metric {name!r}; known: {', '.join(sorted(known))}")
     start, end = params.date_range(request)
     q = kpis.Query(kpi, start, end)
     r, s = request.app.state.redis, request.app.state.settings

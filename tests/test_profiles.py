@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import Counter, defaultdict
@@ -11,19 +10,18 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aredis
 from starlette.testclient import TestClient
 
 from aggregator.worker import Worker
 from collector.app import create_app
-from kpi_api import declared
-from schemas import profiles
+from kpi_api.app import create_app as kpi_app
+from schemas import profiles, tokens
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.seed_traffic import profile_events
 from scripts.simulate import batch
-from tests.conftest import WRITE_KEY
+from tests.conftest import JWT_SECRET, WRITE_KEY
 
 HOUR = 3_600_000
 BUILTIN = {"platform": "platform", "app_version": "app_version", "event_name": "event_name"}
@@ -93,30 +91,33 @@ def test_profile_kpis_match_ground_truth(
     days = sorted({_day(e) for e in events})
     day_objs = [date.fromisoformat(d) for d in days]
 
-    async def read_all() -> dict[str, Any]:
-        client = aredis.Redis.from_url(redis_url)
-        try:
-            got: dict[str, Any] = {}
-            for kpi in profile.kpis:
-                if kpi.kind == "session":
-                    for metric in ("avg", "p50", "p95"):
-                        rows = await declared.read(client, settings, kpi, day_objs, metric=metric)
-                        got[f"{kpi.name}:{metric}"] = {row["date"]: row["value"] for row in rows}
-                    continue
-                rows = await declared.read(client, settings, kpi, day_objs)
-                got[kpi.name] = {row["date"]: row["value"] for row in rows}
-                for dim in kpi.dimensions:
-                    rows = await declared.read(client, settings, kpi, day_objs, group_by=dim)
-                    got[f"{kpi.name}/{dim}"] = {(row["date"], row[dim]): row["value"] for row in rows}
-                if kpi.kind == "top":
-                    got[f"{kpi.name}/table"] = await declared.top(client, settings, kpi, day_objs, None)
-                    if kpi.all_time:
-                        got[f"{kpi.name}/all"] = await declared.top(client, settings, kpi, None, None)
-            return got
-        finally:
-            await client.aclose()
+    # every KPI read the way a user reads it: the KPI API's generic route, over HTTP
+    token = tokens.issue(JWT_SECRET, role="staff")
+    rng_q = f"start={days[0]}&end={days[-1]}"
+    got: dict[str, Any] = {}
+    with TestClient(kpi_app(settings), headers={"Authorization": f"Bearer {token}"}) as k:
+        listed = {row["name"] for row in k.get("/internal/analytics/kpis").json()["kpis"]}
+        assert {kpi.name for kpi in profile.kpis} <= listed
 
-    got = asyncio.run(read_all())
+        def rows(path: str) -> list[dict[str, Any]]:
+            resp = k.get(path)
+            assert resp.status_code == 200, (path, resp.text)
+            return resp.json()
+
+        for kpi in profile.kpis:
+            base = f"/internal/analytics/kpis/{kpi.name}?{rng_q}"
+            if kpi.kind == "session":
+                for metric in ("avg", "p50", "p95"):
+                    got[f"{kpi.name}:{metric}"] = {r["date"]: r["value"] for r in rows(f"{base}&metric={metric}")}
+                continue
+            got[kpi.name] = {r["date"]: r["value"] for r in rows(base)}
+            for dim in kpi.dimensions:
+                got[f"{kpi.name}/{dim}"] = {(r["date"], r[dim]): r["value"] for r in rows(f"{base}&group_by={dim}")}
+            if kpi.kind == "top":
+                top = f"/internal/analytics/kpis/{kpi.name}/top?{rng_q}&limit=1000"
+                got[f"{kpi.name}/table"] = rows(top)["rows"]
+                if kpi.all_time:
+                    got[f"{kpi.name}/all"] = rows(top + "&all_time=1")["rows"]
     for kpi in profile.kpis:
         if kpi.kind == "session":
             durations = _sessions(events)
