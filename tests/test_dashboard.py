@@ -8,6 +8,7 @@ import shutil
 import struct
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from schemas.settings import Settings
 from scripts.simulate import generate
 from tests import services
 from tests.conftest import JWT_SECRET
-from tests.kpi_helpers import HOUR, load, truth
+from tests.kpi_helpers import HOUR, day, load, ms, truth
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -120,7 +121,18 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
                     assert shown[d] == counts["dialogue_open"], (d, shown)
                 cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
                 assert "dialogue-opens" in cards
-                assert page.inner_text("figure[data-kpi='top-n'] .not-configured") == "not configured"
+                # the profile's declared KPIs: a daily trend (seed 003: commands) and a top-N table
+                assert page.input_value("#trend-kpi") == "commands-by-name"
+                trend_days = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
+                trend = dict(zip(trend_days, wide["chart-trend"][0]))
+                for d, counts in t.counts.items():
+                    assert trend[d] == counts["command_executed"], (d, trend)
+                assert page.input_value("#top-kpi") == "dialogues-by-id"
+                opened = Counter(e["payload"]["dialogue_id"] for e in events if e["event_name"] == "dialogue_open")
+                top10 = sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+                table = page.eval_on_selector_all(
+                    "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+                assert table == [[k, f"{v:,}"] for k, v in top10], table
 
                 shot = tmp_path / "dashboard.png"
                 page.screenshot(path=str(shot), full_page=True)
@@ -162,6 +174,52 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
                 status = wait_state(page, "error")
                 assert "401" in status and "token" in status, status
                 page.screenshot(path=str(tmp_path / "dashboard-error.png"))
+                assert not errors, errors
+            finally:
+                browser.close()
+    finally:
+        api.stop()
+
+
+def test_dashboard_follows_the_profile_seed000_install_trends_and_top_servers(
+        env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from schemas import profiles
+    from scripts.seed_traffic import profile_events
+
+    env = {**env, "ANALYTICS_PROFILE": "seed000"}
+    settings = Settings.from_env(env)
+    now = int(time.time() * 1000)
+    events = profile_events(profiles.load("seed000"), actors=60, count=1500, start_ms=now - 40 * HOUR,
+                            end_ms=now - 5 * HOUR, seed=rng.randrange(1 << 30))
+    load(settings, redis_url, events)
+    installs = [e for e in events if e["event_name"] == "server_installed"]
+    api = services.kpi_api(env)
+    try:
+        token = tokens.issue(JWT_SECRET, "staff", "browser-test")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1300})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(f"{api.url}/dashboard#token={token}")
+                status = wait_state(page, "ready|empty|error")
+                assert status.startswith("ready"), status  # seed-003 charts absent, not an error
+                assert page.inner_text("#trend-title") == "Install trends"
+                assert page.input_value("#trend-kpi") == "installs"
+                labels = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
+                shown = dict(zip(labels, chart_data(page)["chart-trend"][0]))
+                per_day = Counter(day(ms(e["ts_utc"])) for e in installs)
+                assert {d: v for d, v in shown.items() if v} == dict(per_day)
+                table = page.eval_on_selector_all(
+                    "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+                by_server = Counter(e["payload"]["server_id"] for e in installs)
+                top10 = sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+                assert table == [[k, f"{v:,}"] for k, v in top10], table
+                cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
+                assert "dialogue-opens" not in cards and "events" in cards
                 assert not errors, errors
             finally:
                 browser.close()

@@ -117,40 +117,44 @@
     const id = ++state.loads;
     setStatus("loading", "Loading " + start + " to " + end + "…");
     try {
-      const [listing, dav, wau, mau, avg, p50, p95, dia, cmd, types, heat, sDav, sDia, sCmd, sAvg, sEv] = await Promise.all([
-        json(API), json(API + "/daily-active-villages?" + q), json(API + "/weekly-active-villages?" + q),
-        json(API + "/monthly-active-villages?" + q), json(API + "/session-duration?metric=avg&" + q),
-        json(API + "/session-duration?metric=p50&" + q), json(API + "/session-duration?metric=p95&" + q),
-        json(API + "/dialogue-opens?" + q), json(API + "/command-executions?" + q),
-        json(API + "/events-by-type?" + q), json(API + "/events/heatmap?" + q),
-        json(API + "/daily-active-villages/summary?" + q), json(API + "/dialogue-opens/summary?" + q),
-        json(API + "/command-executions/summary?" + q), json(API + "/session-duration/summary?metric=avg&" + q),
-        json(API + "/events/summary?" + q),
+      const listing = await json(API);
+      const known = new Map(listing.kpis.map((k) => [k.name, k]));
+      // a KPI the active profile does not serve is shown as such, never fetched
+      const opt = (name, path) => (known.has(name) ? json(API + "/" + name + path) : Promise.resolve(null));
+      const [dav, wau, mau, avg, p50, p95, dia, cmd, types, heat, sDav, sDia, sCmd, sAvg, sEv] = await Promise.all([
+        opt("daily-active-villages", "?" + q), opt("weekly-active-villages", "?" + q),
+        opt("monthly-active-villages", "?" + q), opt("session-duration", "?metric=avg&" + q),
+        opt("session-duration", "?metric=p50&" + q), opt("session-duration", "?metric=p95&" + q),
+        opt("dialogue-opens", "?" + q), opt("command-executions", "?" + q),
+        opt("events-by-type", "?" + q), opt("events", "/heatmap?" + q),
+        opt("daily-active-villages", "/summary?" + q), opt("dialogue-opens", "/summary?" + q),
+        opt("command-executions", "/summary?" + q), opt("session-duration", "/summary?metric=avg&" + q),
+        opt("events", "/summary?" + q),
       ]);
       if (id !== state.loads) return;  // a newer load started meanwhile
       state.pollSeconds = Math.max(listing.cache_seconds || 60, 5);
-      const labels = dav.map((r) => r.date);
-      const vals = (rows) => rows.map((r) => r.value);
+      const labels = (dav || types || []).map((r) => r.date);
+      const vals = (rows) => (rows || []).map((r) => r.value);
       lineChart("chart-active", labels, [
         { label: "daily", data: vals(dav) }, { label: "WAU (7 d)", data: vals(wau) }, { label: "MAU (30 d)", data: vals(mau) }]);
       lineChart("chart-session", labels, [
         { label: "avg", data: vals(avg) }, { label: "p50", data: vals(p50) }, { label: "p95", data: vals(p95) }]);
       lineChart("chart-dialogue", labels, [{ label: "dialogue opens", data: vals(dia) }], "bar");
       lineChart("chart-command", labels, [{ label: "command executions", data: vals(cmd) }], "bar");
-      const names = [...new Set(types.map((r) => r.event_name))].sort();
+      const typeRows = types || [];
+      const names = [...new Set(typeRows.map((r) => r.event_name))].sort();
       lineChart("chart-types", labels, names.map((n) => ({
-        label: n, data: labels.map((d) => { const r = types.find((t) => t.date === d && t.event_name === n); return r ? r.value : 0; }) })), "bar");
-      heatmap(heat.cells);
+        label: n, data: labels.map((d) => { const r = typeRows.find((t) => t.date === d && t.event_name === n); return r ? r.value : 0; }) })), "bar");
+      if (heat) heatmap(heat.cells);
       const totals = $("totals");
-      totals.replaceChildren(
-        card("Distinct active villages", sDav), card("Dialogue opens", sDia), card("Command executions", sCmd),
-        card("Avg session (s)", sAvg, (v) => Number(v).toFixed(1)), card("Events", sEv));
-      const known = new Set(listing.kpis.map((k) => k.name));
-      document.querySelectorAll(".planned").forEach((fig) => {
-        fig.querySelector(".not-configured").textContent = known.has(fig.dataset.kpi) ? "configured: reload to chart" : "not configured";
-      });
+      totals.replaceChildren(...[
+        ["Distinct active villages", sDav], ["Dialogue opens", sDia], ["Command executions", sCmd],
+        ["Avg session (s)", sAvg, (v) => Number(v).toFixed(1)], ["Events", sEv],
+      ].filter(([, s]) => s).map(([label, s, fmt]) => card(label, s, fmt)));
+      await declaredPanels(listing, q, id);
+      if (id !== state.loads) return;
       state.lastError = null;
-      if (sEv.total === 0) {
+      if (!sEv || sEv.total === 0) {
         setStatus("empty", "No events between " + start + " and " + end + ".");
       } else {
         setStatus("ready", "Showing " + start + " to " + end + " (UTC days of event time). Refreshes every " + state.pollSeconds + " s.");
@@ -162,6 +166,49 @@
       setStatus("error", "Could not load KPIs: " + state.lastError + hint);
     }
     schedule();
+  }
+
+  function fillSelect(select, kpis, preferred) {
+    const current = select.value;
+    select.replaceChildren(...kpis.map((k) => new Option(k.name, k.name)));
+    const names = kpis.map((k) => k.name);
+    select.value = names.includes(current) ? current : names.includes(preferred) ? preferred : names[0] || "";
+    select.hidden = kpis.length === 0;
+  }
+
+  function note(fig, text) {
+    const p = fig.querySelector(".not-configured");
+    p.textContent = text || "";
+    p.hidden = !text;
+  }
+
+  // Install trends (any declared daily KPI, "installs" first) and a top-N table, from the profile's catalog.
+  async function declaredPanels(listing, q, id) {
+    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top && k.declared_kind !== "session");
+    const tops = listing.kpis.filter((k) => k.top);
+    fillSelect($("trend-kpi"), trends, "installs");
+    fillSelect($("top-kpi"), tops, "install-count");
+    const trendName = $("trend-kpi").value, topName = $("top-kpi").value;
+    $("trend-title").textContent = trendName.includes("install") ? "Install trends" : "Trend";
+    const [trend, top] = await Promise.all([
+      trendName ? json(API + "/" + trendName + "?" + q) : null,
+      topName ? json(API + "/" + topName + "/top?limit=10&" + q) : null,
+    ]);
+    if (id !== state.loads) return;
+    note($("trend"), trend ? "" : "This profile (" + listing.profile + ") declares no install or other daily KPI.");
+    lineChart("chart-trend", (trend || []).map((r) => r.date),
+              [{ label: trendName || "none", data: (trend || []).map((r) => r.value) }], "bar");
+    note($("top"), top ? (top.rows.length ? "" : "Nothing counted in this range.")
+                       : "This profile (" + listing.profile + ") declares no top-N KPI.");
+    const body = $("top-table").querySelector("tbody");
+    body.replaceChildren(...(top ? top.rows : []).map((row) => {
+      const tr = document.createElement("tr");
+      const key = document.createElement("td"), value = document.createElement("td");
+      key.textContent = row.key;
+      value.textContent = row.value === null ? "suppressed (fewer than k)" : Number(row.value).toLocaleString();
+      tr.append(key, value);
+      return tr;
+    }));
   }
 
   // Poll no faster than the API's cache lifetime: sooner would only return cached answers.
@@ -188,6 +235,8 @@
 
   $("controls").addEventListener("submit", (e) => { e.preventDefault(); load(); });
   $("export").addEventListener("click", exportCsv);
+  $("trend-kpi").addEventListener("change", load);
+  $("top-kpi").addEventListener("change", load);
   $("save-token").addEventListener("click", () => { localStorage.setItem(TOKEN_KEY, $("token").value.trim()); $("token").value = ""; load(); });
   state.load = load;
   defaultRange();
