@@ -131,7 +131,7 @@ class Validator:
     def _decode(self, index: int, raw: bytes | msgspec.Raw, out: Checked) -> Event | None:
         try:
             return self._decode_once(index, raw, out)
-        except _DECODE_ERRORS:
+        except _DECODE_ERRORS as first:  # noqa: F841 (used below, in this handler)
             obj = clean = None
             try:
                 obj = msgspec.json.decode(raw)
