@@ -1,13 +1,18 @@
 """Effects of the declared KPIs that need an aggregate of their own (see ``schemas/kpis.py``).
 
-Accumulates one stream entry's contributions in memory, then emits ``apply.lua`` ops: PFADD for
-uniques of a field, HINCRBY for dimension counts and scaled sums, ZINCRBY for top-N tables.
+The catalog is compiled once (``index``) into, per event name, the small functions of the KPIs
+that match that name, so an event visits only its own KPIs. Each function adds the event's
+contribution to the day's accumulator (``DayKpis``) in memory; ``emit`` turns a batch's
+accumulators into ``apply.lua`` ops: PFADD for uniques of a field, HINCRBY for dimension counts
+and scaled sums, ZINCRBY for top-N tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from schemas import keyspace
 from schemas.catalog import StoredEvent
@@ -15,6 +20,10 @@ from schemas.kpis import Kpi
 
 if TYPE_CHECKING:
     from aggregator.effects import Effects
+
+_BUILTIN = {"platform": "platform", "app_version": "app_version", "event_name": "name"}
+INT64 = 1 << 63
+EXACT = 1 << 53  # integers a Lua number (a double) holds exactly
 
 
 def dimension_value(ev: StoredEvent, dim: str) -> str | None:
@@ -24,65 +33,155 @@ def dimension_value(ev: StoredEvent, dim: str) -> str | None:
         return ev.app_version
     if dim == "event_name":
         return ev.name
-    value = ev.payload.get(dim)
+    return _payload_value(ev.payload.get(dim))
+
+
+def _payload_value(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list)):
         return None
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-class Declared:
-    def __init__(self, shard: int, kpis: Iterable[Kpi]) -> None:
-        self.shard = shard
-        self.kpis = [k for k in kpis if k.own_aggregate]
-        self.uniques: dict[str, set[str]] = {}
-        self.hincr: dict[tuple[str, str], int] = {}
-        self.zincr: dict[tuple[str, str], int] = {}
-        self.persistent: set[str] = set()  # all-time tables: no TTL
+def lua_int(n: int) -> int | str:
+    """An increment as the ops carry it: a number when a double holds it exactly, else its text."""
+    return n if -EXACT < n < EXACT else str(n)
 
-    def add(self, ev: StoredEvent, day: str) -> None:
-        for kpi in self.kpis:
-            if not kpi.matches(ev.name):
-                continue
-            key = keyspace.kpi(self.shard, kpi.name, day)
-            if kpi.kind == "count":
-                for dim in kpi.dimensions:
-                    value = dimension_value(ev, dim)
-                    if value is not None:
-                        self._hincr(key, f"{dim}={value}", 1)
-            elif kpi.kind == "uniques":
-                value = dimension_value(ev, kpi.field or "")
-                if value is not None:
-                    self.uniques.setdefault(key, set()).add(value)
-            elif kpi.kind == "sum":
-                raw = ev.payload.get(kpi.field or "")
-                if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-                    self._hincr(key, "sum", round(raw * kpi.scale))
-                    self._hincr(key, "n", 1)
-            elif kpi.kind == "top":
-                member = dimension_value(ev, kpi.field or "")
-                if member is not None:
-                    self.zincr[(key, member)] = self.zincr.get((key, member), 0) + 1
-                    if kpi.all_time:
-                        total = keyspace.kpi_all_time(self.shard, kpi.name)
-                        self.persistent.add(total)
-                        self.zincr[(total, member)] = self.zincr.get((total, member), 0) + 1
 
-    def _hincr(self, key: str, field: str, by: int) -> None:
-        self.hincr[(key, field)] = self.hincr.get((key, field), 0) + by
+class DayKpis:
+    """One UTC day's declared-KPI contributions of a batch, by KPI position in the index."""
 
-    def emit(self, fx: Effects, chunk: int) -> None:
+    __slots__ = ("counts", "uniques", "sums", "top")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[int, Any], int] = {}  # (kpi, dimension value(s)) -> events
+        self.uniques: dict[int, set[str]] = {}
+        self.sums: dict[int, list[int]] = {}  # kpi -> [scaled sum, n]
+        self.top: dict[tuple[int, str], int] = {}  # (kpi, member) -> events
+
+
+Adder = Callable[[DayKpis, StoredEvent], None]
+
+
+def _dims_getter(dims: tuple[str, ...]) -> Callable[[StoredEvent], Any]:
+    """The event's dimension values: one value for one dimension, else a tuple (None = absent)."""
+    if all(d in _BUILTIN for d in dims):
+        return attrgetter(*(_BUILTIN[d] for d in dims))  # C; a tuple when there are several
+    if len(dims) == 1:
+        dim = dims[0]
+        return lambda ev: _payload_value(ev.payload.get(dim))
+    return lambda ev: tuple(dimension_value(ev, d) for d in dims)
+
+
+def _adder(i: int, kpi: Kpi) -> Adder:
+    if kpi.kind == "count":
+        get = _dims_getter(kpi.dimensions)
+
+        def add_count(day: DayKpis, ev: StoredEvent) -> None:
+            k = (i, get(ev))
+            day.counts[k] = day.counts.get(k, 0) + 1
+
+        return add_count
+    field = kpi.field or ""
+    if kpi.kind == "uniques":
+
+        def add_unique(day: DayKpis, ev: StoredEvent) -> None:
+            value = dimension_value(ev, field)
+            if value is not None:
+                s = day.uniques.get(i)
+                if s is None:
+                    s = day.uniques[i] = set()
+                s.add(value)
+
+        return add_unique
+    if kpi.kind == "sum":
+        scale = kpi.scale
+
+        def add_sum(day: DayKpis, ev: StoredEvent) -> None:
+            raw = ev.payload.get(field)
+            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                by = round(raw * scale)  # NaN / inf raise: the entry cannot be applied
+                if not -INT64 <= by < INT64:
+                    raise OverflowError(f"{kpi.name}: {raw!r} x {scale} does not fit a counter")
+                acc = day.sums.get(i)
+                if acc is None:
+                    acc = day.sums[i] = [0, 0]
+                acc[0] += by
+                acc[1] += 1
+
+        return add_sum
+
+    def add_top(day: DayKpis, ev: StoredEvent) -> None:  # kind == "top"
+        member = dimension_value(ev, field)
+        if member is not None:
+            k = (i, member)
+            day.top[k] = day.top.get(k, 0) + 1
+
+    return add_top
+
+
+class KpiIndex:
+    """The declared KPIs with an aggregate of their own, indexed by the event names they match."""
+
+    def __init__(self, kpis: Iterable[Kpi]) -> None:
+        self.kpis = tuple(k for k in kpis if k.own_aggregate)
+        self._adders = [_adder(i, k) for i, k in enumerate(self.kpis)]
+        self._by_name: dict[str, tuple[Adder, ...]] = {}
+
+    def adders(self, name: str) -> tuple[Adder, ...]:
+        found = self._by_name.get(name)
+        if found is None:
+            found = self._by_name[name] = tuple(
+                a for a, k in zip(self._adders, self.kpis) if k.matches(name)
+            )
+        return found
+
+    def emit(self, fx: Effects, shard: int, days: Iterable[tuple[str, DayKpis]], chunk: int) -> None:
+        """The ops of every day's accumulators (one HINCRBY per field, one EXPIRE per key)."""
         written: set[str] = set()
-        for key, members in self.uniques.items():
-            ordered = sorted(members)
-            for start in range(0, len(ordered), chunk):
-                part = ordered[start : start + chunk]
-                fx.ops += ["P", fx.key(key), len(part), *part]
+        persistent: set[str] = set()  # all-time tables: no TTL
+        hincr: dict[tuple[str, str], int] = {}
+        zincr: dict[tuple[str, str], int] = {}
+        ops = fx.ops
+        for day, acc in days:
+            for (i, values), n in acc.counts.items():
+                kpi = self.kpis[i]
+                key = keyspace.kpi(shard, kpi.name, day)
+                if len(kpi.dimensions) == 1:
+                    values = (values,)
+                for dim, value in zip(kpi.dimensions, values):
+                    if value is not None:
+                        f = (key, f"{dim}={value}")
+                        hincr[f] = hincr.get(f, 0) + n
+            for i, (total, n) in acc.sums.items():
+                key = keyspace.kpi(shard, self.kpis[i].name, day)
+                hincr[(key, "sum")] = hincr.get((key, "sum"), 0) + total
+                hincr[(key, "n")] = hincr.get((key, "n"), 0) + n
+            for i, members in acc.uniques.items():
+                key = keyspace.kpi(shard, self.kpis[i].name, day)
+                ordered = list(members)
+                for start in range(0, len(ordered), chunk):
+                    part = ordered[start : start + chunk]
+                    ops += ["P", fx.key(key), len(part), *part]
+                written.add(key)
+            for (i, member), n in acc.top.items():
+                kpi = self.kpis[i]
+                key = keyspace.kpi(shard, kpi.name, day)
+                zincr[(key, member)] = zincr.get((key, member), 0) + n
+                if kpi.all_time:
+                    total_key = keyspace.kpi_all_time(shard, kpi.name)
+                    persistent.add(total_key)
+                    zincr[(total_key, member)] = zincr.get((total_key, member), 0) + n
+        for (key, field), by in hincr.items():
+            ops += ["I", fx.key(key), field, lua_int(by)]
             written.add(key)
-        for (key, field), by in self.hincr.items():
-            fx.ops += ["I", fx.key(key), field, by]
+        for (key, member), by in zincr.items():
+            ops += ["Z", fx.key(key), member, by]
             written.add(key)
-        for (key, member), by in self.zincr.items():
-            fx.ops += ["Z", fx.key(key), member, by]
-            written.add(key)
-        for key in sorted(written - self.persistent):
-            fx.ops += ["E", fx.key(key)]
+        for key in written - persistent:
+            ops += ["E", fx.key(key)]
+
+
+@functools.lru_cache(maxsize=32)
+def index(kpis: tuple[Kpi, ...]) -> KpiIndex:
+    """The compiled index of a KPI catalog (compiled once per catalog)."""
+    return KpiIndex(kpis)

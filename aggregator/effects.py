@@ -1,20 +1,25 @@
-"""Turn one stream entry (a list of StoredEvent) into the ops that ``apply.lua`` executes.
+"""Turn stream entries (lists of StoredEvent) into the ops that ``apply.lua`` executes.
 
 All decisions that need Python (late or not, which day, which keys) are made here, so the script
 only writes. Keys are passed in KEYS (cluster-safe: all share the shard's hash tag).
+
+A ``Plan`` accumulates one or more entries of one shard: day keys are resolved once per distinct
+day, counters are merged (one HINCRBY per field and batch, one EXPIRE per key), each event visits
+only the declared KPIs that match its name. ``build`` is the plan of a single entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aggregator.declared import Declared
+from aggregator.declared import DayKpis, index
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent
+from schemas.days import DAY_MS, day_of_number
 from schemas.kpis import Kpi
-from schemas.days import DAY_MS, day_number, day_of_ms, day_of_number
 
 PFADD_CHUNK = 500  # members per PFADD call, well under Lua's unpack limit
+HOUR_MS = 3_600_000
 
 
 class Effects:
@@ -45,6 +50,120 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
     return ev.ts < ev.received - late_window_ms and not ev.historical
 
 
+class _Day:
+    """One UTC day's base aggregates in a plan."""
+
+    __slots__ = ("name", "villages", "hours", "kpis")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.villages: set[str] = set()
+        self.hours: dict[tuple[str, int], int] = {}  # (event name, hour) -> events
+        self.kpis = DayKpis()
+
+
+class Plan:
+    """The effects of one or more entries of one shard, applied by one ``apply.lua`` call.
+
+    ``add`` one entry's events at a time (it returns that entry's applied and late counts);
+    ``finish`` once. An entry whose ``add`` raised leaves the plan half-changed: start a new plan
+    from the entries that succeeded. ``rebuild=True`` (the backfill) leaves session pairing to the
+    caller, which pairs in memory, and leaves the shard's operational counters alone.
+    """
+
+    def __init__(
+        self, shard: int, late_window_ms: int, kpis: Sequence[Kpi] = (), rebuild: bool = False
+    ) -> None:
+        self.fx = Effects(shard)
+        self.shard = shard
+        self.late_window_ms = late_window_ms
+        self.rebuild = rebuild
+        self.kpi_index = index(tuple(kpis))
+        self.days: dict[int, _Day] = {}
+        self.sketches: dict[int, int] = {}  # day number -> key index of the day's duration sketch
+        self.late: list[StoredEvent] = []
+        self._session_prefix = keyspace.session_state(shard, "")
+
+    def _day(self, dn: int) -> _Day:
+        day = self.days[dn] = _Day(day_of_number(dn))  # raises for a time beyond the calendar
+        return day
+
+    def _sketch(self, dn: int) -> int:
+        idx = self.sketches.get(dn)
+        if idx is None:
+            idx = self.sketches[dn] = self.fx.key(keyspace.session_sketch(self.shard, day_of_number(dn)))
+        return idx
+
+    def add(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
+        """Accumulate one entry's events; returns (applied, late) of this entry."""
+        fx = self.fx
+        ops = fx.ops
+        key = fx.key
+        days = self.days
+        late = self.late
+        adders = self.kpi_index.adders
+        window = self.late_window_ms
+        sessions = not self.rebuild
+        prefix = self._session_prefix
+        n_late = 0
+        for ev in events:
+            ts = ev.ts
+            if ts < ev.received - window and not ev.historical:  # is_late, inlined
+                n_late += 1
+                late.append(ev)
+                continue
+            dn = ts // DAY_MS
+            day = days.get(dn)
+            if day is None:
+                day = self._day(dn)
+            day.villages.add(ev.village)
+            name = ev.name
+            hk = (name, ts % DAY_MS // HOUR_MS)
+            hours = day.hours
+            hours[hk] = hours.get(hk, 0) + 1
+            for add in adders(name):
+                add(day.kpis, ev)
+            if ev.session is None or not sessions:
+                continue
+            if name == "session_start":
+                ops += ["S", key(prefix + ev.session), ts, self._sketch(dn)]
+            elif name == "session_end":
+                state = key(prefix + ev.session)
+                alt = key(prefix + ev.session_alt) if ev.session_alt else 0
+                ops += ["F", state, alt, ts, dn, self._sketch(dn), dn - 1, self._sketch(dn - 1)]
+        applied = len(events) - n_late
+        fx.applied += applied
+        fx.late += n_late
+        return applied, n_late
+
+    def finish(self) -> Effects:
+        """Append the merged aggregate ops; the plan is done."""
+        fx = self.fx
+        ops = fx.ops
+        shard = self.shard
+        for day in self.days.values():
+            dau = fx.key(keyspace.dau(shard, day.name))
+            ordered = list(day.villages)
+            for start in range(0, len(ordered), PFADD_CHUNK):
+                chunk = ordered[start : start + PFADD_CHUNK]
+                ops += ["P", dau, len(chunk), *chunk]
+            ops += ["E", dau]
+            counts = fx.key(keyspace.counts(shard, day.name))
+            totals: dict[str, int] = {}
+            for (name, hour), n in day.hours.items():
+                ops += ["I", counts, f"{name}@{hour:02d}", n]
+                totals[name] = totals.get(name, 0) + n
+            for name, n in totals.items():
+                ops += ["I", counts, name, n]
+            ops += ["E", counts]
+        self.kpi_index.emit(fx, shard, ((d.name, d.kpis) for d in self.days.values()), PFADD_CHUNK)
+        if fx.applied and not self.rebuild:
+            ops += ["I", 2, "applied", fx.applied]
+        if self.late:
+            ops += ["L", fx.key(keyspace.late_stream(shard)), STORED_ENCODER.encode(self.late), fx.late]
+        return fx
+
+
 def build(
     shard: int,
     events: Sequence[StoredEvent],
@@ -58,52 +177,6 @@ def build(
     ``rebuild=True`` (the backfill) leaves session pairing to the caller, which pairs in memory,
     and leaves the shard's operational counters alone.
     """
-    fx = Effects(shard)
-    declared = Declared(shard, kpis)
-    uniques: dict[str, set[str]] = {}
-    counters: dict[tuple[str, str], int] = {}
-    late: list[StoredEvent] = []
-    for ev in events:
-        if is_late(ev, late_window_ms):
-            fx.late += 1
-            late.append(ev)
-            continue
-        fx.applied += 1
-        day = day_of_ms(ev.ts)
-        declared.add(ev, day)
-        uniques.setdefault(keyspace.dau(shard, day), set()).add(ev.village)
-        ckey = keyspace.counts(shard, day)
-        hour = (ev.ts % DAY_MS) // 3_600_000
-        for field in (ev.name, f"{ev.name}@{hour:02d}"):
-            counters[(ckey, field)] = counters.get((ckey, field), 0) + 1
-        if ev.session is None or rebuild:
-            continue
-        if ev.name == "session_start":
-            state = fx.key(keyspace.session_state(shard, ev.session))
-            sketch = fx.key(keyspace.session_sketch(shard, day))
-            fx.ops += ["S", state, ev.ts, sketch]
-        elif ev.name == "session_end":
-            state = fx.key(keyspace.session_state(shard, ev.session))
-            alt = fx.key(keyspace.session_state(shard, ev.session_alt)) if ev.session_alt else 0
-            today = day_number(ev.ts)
-            fx.ops += ["F", state, alt, ev.ts]
-            for d in (today, today - 1):
-                fx.ops += [d, fx.key(keyspace.session_sketch(shard, day_of_number(d)))]
-    for key, members in uniques.items():
-        ordered = sorted(members)
-        for start in range(0, len(ordered), PFADD_CHUNK):
-            chunk = ordered[start : start + PFADD_CHUNK]
-            fx.ops += ["P", fx.key(key), len(chunk), *chunk]
-        fx.ops += ["E", fx.key(key)]
-    written: set[str] = set()
-    for (key, field), n in counters.items():
-        fx.ops += ["I", fx.key(key), field, n]
-        written.add(key)
-    for key in written:
-        fx.ops += ["E", fx.key(key)]
-    declared.emit(fx, PFADD_CHUNK)
-    if fx.applied and not rebuild:
-        fx.ops += ["I", 2, "applied", fx.applied]
-    if late:
-        fx.ops += ["L", fx.key(keyspace.late_stream(shard)), STORED_ENCODER.encode(late), fx.late]
-    return fx
+    plan = Plan(shard, late_window_ms, kpis, rebuild)
+    plan.add(events)
+    return plan.finish()
