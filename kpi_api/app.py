@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from kpi_api import dashboard, reports, routes
+from kpi_api import adjustable, dashboard, reports, routes
 from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
 from schemas.service import ServerTime, healthz, readyz
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/internal/analytics/kpis/{kpi}/summary", routes.kpi_summary),
             Route("/internal/analytics/kpis/{kpi}/heatmap", routes.kpi_heatmap),
             Route("/internal/analytics/kpis/{kpi}/top", routes.kpi_top),
+            Route("/internal/analytics/settings", adjustable.settings, methods=["GET", "PATCH"]),
             Route("/api/analytics/metrics", routes.metrics),
             Route("/api/analytics/reports/dau", reports.dau),
             Route("/api/analytics/reports/events", reports.events_export),
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
         middleware=[Middleware(ServerTime)],
         lifespan=lifespan,
     )
-    app.state.settings = settings
+    app.state.settings = settings  # with an admin's run-time changes (kpi_api/adjustable.py)
+    app.state.base_settings = settings
     app.state.service = "kpi_api"
     app.state.clock = clock
     app.state.cache = TTLCache(clock)

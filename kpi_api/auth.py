@@ -15,6 +15,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kpi_api import overrides
 from kpi_api.errors import HTTPError
 from schemas import keyspace, tokens
 from schemas.service import error
@@ -68,6 +69,7 @@ def guard(roles: tuple[str, ...] = READ) -> Callable[[Endpoint], Endpoint]:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
             try:
+                await overrides.refresh(request)
                 token, claims = authenticate(request, roles)
                 await rate_limit(request, token)
                 request.state.claims = claims

@@ -93,6 +93,9 @@ def shard_stats(shard: int) -> str:
 # -- global ------------------------------------------------------------------------------------
 DEAD_LETTER = f"{PREFIX}:deadletter"
 
+# settings an admin changed at run time (hash: setting name -> integer), see kpi_api/adjustable.py
+ADJUSTED_SETTINGS = f"{PREFIX}:settings"
+
 
 def salt(epoch: int) -> str:
     """Secret HMAC salt for one rotation epoch; deleted (by TTL) after the late window."""
