@@ -1,6 +1,7 @@
-"""The dead-letter stream for operators: list, count and replay failed events (Snowplow's idea).
+"""The dead-letter streams for operators: list, count and replay failed events (Snowplow's idea).
 
-Two kinds of entry share ``keyspace.DEAD_LETTER``:
+Two kinds of entry, in ``keyspace.DEAD_LETTER`` (the collector's) and in each shard's
+``keyspace.worker_dead_letter`` (the workers', per shard so that filing is atomic with the ack):
 
 - a collector rejection (field ``r``: a ``Rejection`` as JSON) with a redacted copy of the event
   whose identifiers are already pseudonyms (``pseudo:<hex>``, hashed with the salt of the event's
@@ -9,9 +10,10 @@ Two kinds of entry share ``keyspace.DEAD_LETTER``:
   as the stored pseudonyms instead of hashing them again, and keeping the original arrival time and
   clock-skew correction. Free text was redacted on the way in, so an event that needed it stays dead.
 - a worker's poison entry (``r`` names the ``stream`` and ``entry_id``, ``e`` the stored body):
-  replay appends the body to its stream again, for the workers to apply after a fix.
+  replay appends the body to its stream again, for the workers to apply after a fix (one
+  transaction with the deletion: the shard's stream and dead-letter stream share a hash tag).
 
-Replayed entries (stored, or found to be duplicates of stored ones) are deleted from the
+Replayed entries (stored, or found to be duplicates of stored ones) are deleted from their
 dead-letter stream; the others stay, with the errors shown by the replay.
 """
 
@@ -41,6 +43,7 @@ class Entry:
     id: str
     record: dict[str, Any]
     body: bytes | None = None
+    source: str = keyspace.DEAD_LETTER  # the dead-letter stream that holds it
 
     @property
     def kind(self) -> str:
@@ -56,7 +59,14 @@ class Entry:
         return name if isinstance(name, str) else None
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, **self.record}
+        return {"id": self.id, "kind": self.kind, "source": self.source, **self.record}
+
+
+def sources(settings: Settings) -> list[str]:
+    """Every dead-letter stream: the collector's, then each shard's worker stream."""
+    return [keyspace.DEAD_LETTER] + [
+        keyspace.worker_dead_letter(shard) for shard in range(settings.stream_shards)
+    ]
 
 
 @dataclass
@@ -67,11 +77,23 @@ class ReplayReport:
 
 
 async def entries(
-    client: aredis.Redis, reason: str | None = None, event: str | None = None, page: int = 500
+    client: aredis.Redis,
+    reason: str | None = None,
+    event: str | None = None,
+    page: int = 500,
+    streams: list[str] | None = None,
+) -> AsyncIterator[Entry]:
+    for stream in streams or [keyspace.DEAD_LETTER]:
+        async for entry in _entries_of(client, stream, reason, event, page):
+            yield entry
+
+
+async def _entries_of(
+    client: aredis.Redis, stream: str, reason: str | None, event: str | None, page: int
 ) -> AsyncIterator[Entry]:
     start = "-"
     while True:
-        batch = await client.xrange(keyspace.DEAD_LETTER, min=start, max="+", count=page)
+        batch = await client.xrange(stream, min=start, max="+", count=page)
         for raw_id, fields in batch:
             try:
                 record = msgspec.json.decode(fields.get(b"r", b"{}"))
@@ -79,7 +101,7 @@ async def entries(
                 record = {"reason": "unreadable"}
             if not isinstance(record, dict):
                 record = {"reason": "unreadable"}
-            entry = Entry(raw_id.decode(), record, fields.get(b"e"))
+            entry = Entry(raw_id.decode(), record, fields.get(b"e"), stream)
             if reason is not None and entry.reason != reason:
                 continue
             if event is not None and entry.event_name != event:
@@ -90,9 +112,14 @@ async def entries(
         start = "(" + batch[-1][0].decode()
 
 
-async def count(client: aredis.Redis, reason: str | None = None, event: str | None = None) -> dict[str, Any]:
+async def count(
+    client: aredis.Redis,
+    reason: str | None = None,
+    event: str | None = None,
+    streams: list[str] | None = None,
+) -> dict[str, Any]:
     by_reason: Counter[str] = Counter()
-    async for entry in entries(client, reason, event):
+    async for entry in entries(client, reason, event, streams=streams):
         by_reason[entry.reason] += 1
     return {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items()))}
 
@@ -124,7 +151,7 @@ async def replay(
     validator = Validator(settings, Pseudonymizer(client, settings))
     store = EventStore(client, settings)
     report = ReplayReport()
-    async for entry in entries(client, reason, event):
+    async for entry in entries(client, reason, event, streams=sources(settings)):
         if entry.kind == "worker":
             stream = entry.record.get("stream")
             if not isinstance(stream, str) or not entry.body:
@@ -134,7 +161,7 @@ async def replay(
                 n = len(STORED_LIST_DECODER.decode(entry.body))
                 async with client.pipeline(transaction=True) as pipe:
                     pipe.xadd(stream, {"n": n, "e": entry.body})
-                    pipe.xdel(keyspace.DEAD_LETTER, entry.id)
+                    pipe.xdel(entry.source, entry.id)
                     await pipe.execute()
             report.replayed += 1
             continue
@@ -163,5 +190,5 @@ async def replay(
         else:
             report.duplicates += 1
         # deleted only once stored: a crash in between leaves a duplicate that dedup absorbs
-        await client.xdel(keyspace.DEAD_LETTER, entry.id)
+        await client.xdel(entry.source, entry.id)
     return report

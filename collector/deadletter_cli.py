@@ -36,10 +36,12 @@ async def run(argv: list[str], settings: Settings) -> int:
     client = await open_async(settings.redis_url)
     try:
         if args.command == "count":
-            print(json.dumps(await deadletter.count(client, args.reason, args.event)))
+            found = await deadletter.count(client, args.reason, args.event, deadletter.sources(settings))
+            print(json.dumps(found))
         elif args.command == "list":
             shown = 0
-            async for entry in deadletter.entries(client, args.reason, args.event):
+            streams = deadletter.sources(settings)
+            async for entry in deadletter.entries(client, args.reason, args.event, streams=streams):
                 if shown >= args.limit:
                     break
                 print(json.dumps(entry.summary()))

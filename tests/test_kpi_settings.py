@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from kpi_api.app import create_app
 from kpi_api.overrides import REFRESH_S
+from schemas import keyspace
 from schemas.settings import Settings
 from scripts.simulate import generate
 from tests.kpi_helpers import HOUR, auth, day, load, ms
@@ -88,4 +89,4 @@ def test_settings_changes_are_checked_and_admin_only(settings: Settings, r: redi
         assert bad.status_code == 400 and "JSON" in bad.json()["detail"]
         huge = c.patch(ROUTE, content=b" " * 5000, headers=auth("admin"))
         assert huge.status_code == 413
-    assert r.hgetall("analytics:settings") == {}  # nothing half-applied
+    assert r.hgetall(keyspace.ADJUSTED_SETTINGS) == {}  # nothing half-applied

@@ -95,3 +95,37 @@ def test_dead_lettering_an_entry_someone_already_applied_does_nothing(r: redis.R
     assert dead_letters(r, s) == []
     assert count(r, s, "dialogue_open", day_of_ms(ts)) == 1
     assert r.xlen(keyspace.worker_dead_letter(0)) == 0
+
+
+def test_the_operator_lists_and_replays_a_workers_poison_entry(r: redis.Redis, settings: Settings) -> None:
+    import asyncio
+
+    from collector import deadletter
+    from schemas.connection import open_async
+
+    s = dataclasses.replace(settings, max_deliveries=2, stream_shards=1)
+    ensure_groups(r, s)
+    ev = stored("command_executed", "v-replayed", now_ms())
+    append(r, s, [ev])
+    [(stream, entries)] = read_as(r, s, "crashy")
+    r.xclaim(stream, s.consumer_group, "crashy", 0, [entries[0][0]], retrycount=2)
+    Worker(r, s, consumer="crashy").run(burst=True)  # delivery 3 > 2: filed, not applied
+    assert count(r, s, "command_executed", day_of_ms(ev.ts)) == 0
+
+    async def go(action: str) -> object:
+        client = await open_async(s.redis_url)
+        try:
+            if action == "count":
+                return await deadletter.count(client, streams=deadletter.sources(s))
+            return await deadletter.replay(client, s)
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(go("count"))
+    assert found["total"] == 1 and list(found["by_reason"]) == ["delivered 3 times (MAX_DELIVERIES=2)"]
+    report = asyncio.run(go("replay"))  # after the fix: back into its shard's stream
+    assert (report.replayed, report.still_failing) == (1, [])
+    assert dead_letters(r, s) == []
+    Worker(r, s, consumer="healthy").run(burst=True)
+    assert count(r, s, "command_executed", day_of_ms(ev.ts)) == 1
+    assert pending_total(r, s) == 0
