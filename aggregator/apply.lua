@@ -1,30 +1,57 @@
--- Apply one stream entry's effects atomically with its XACK.
+-- Apply the merged effects of one or more stream entries of a shard atomically with their XACK.
 -- KEYS[1] = the shard's stream; KEYS[2] = the shard's stats hash; KEYS[3..] = keys the ops name.
--- ARGV[1] = group; ARGV[2] = entry id; ARGV[3] = aggregate TTL (s); ARGV[4] = session state TTL (s);
--- ARGV[5] = log(gamma) of the duration sketch; ARGV[6..] = ops (key arguments are KEYS indexes).
+-- ARGV[1] = group; ARGV[2] = entry id, or several ids separated by spaces, in stream order;
+-- ARGV[3] = aggregate TTL (s); ARGV[4] = session state TTL (s); ARGV[5] = log(gamma) of the
+-- duration sketch; ARGV[6] = the ops, one msgpack array (key arguments are KEYS indexes);
+-- ARGV[7] = the consumer with several ids, else empty or absent; ARGV[8..] = binary values that
+-- ops name by ARGV index (the script's msgpack has no binary type).
 --
--- XACK comes first: it returns 0 when the entry is no longer pending (another consumer claimed
--- and applied it), and then nothing is applied. So a redelivered entry never counts twice.
+-- One id: XACK comes first; it returns 0 when the entry is no longer pending (another consumer
+-- claimed and applied it), and then nothing is applied. So a redelivered entry never counts twice.
+-- Several ids: every one must still be pending to this consumer; if any is not, nothing at all is
+-- done and 0 is returned (the worker then applies them entry by entry, as above); else all are
+-- XACKed and the merged effects applied.
 -- Every value was checked by the worker before the call; nothing below can fail halfway.
 -- An empty group (ARGV[1] == '') is the backfill: it rebuilds days from entries already acked.
-if ARGV[1] ~= '' and redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return 0
+if ARGV[1] ~= '' then
+  if ARGV[7] and ARGV[7] ~= '' then
+    local ids = {}
+    for id in string.gmatch(ARGV[2], '%S+') do ids[#ids + 1] = id end
+    local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ids[1], ids[#ids], #ids, ARGV[7])
+    local mine = {}
+    for _, p in ipairs(pending) do mine[p[1]] = true end
+    for _, id in ipairs(ids) do
+      if not mine[id] then return 0 end
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  elseif redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+    return 0
+  end
 end
 local ttl = tonumber(ARGV[3])
 local session_ttl = tonumber(ARGV[4])
 local log_gamma = tonumber(ARGV[5])
+local ops = cmsgpack.unpack(ARGV[6])
 local stats = KEYS[2]
 local DAY = 86400000
 
+-- sketch increments are only written, never read here: merged and written once at the end
+local sketches = {}
 local function add_duration(sketch, dur)
-  redis.call('HINCRBY', sketch, 'n', 1)
-  redis.call('HINCRBY', sketch, 'sum', dur)
-  if dur <= 0 then
-    redis.call('HINCRBY', sketch, 'z', 1)
-  else
-    redis.call('HINCRBY', sketch, 'b' .. math.ceil(math.log(dur) / log_gamma), 1)
+  local acc = sketches[sketch]
+  if not acc then
+    acc = {n = 0, sum = 0}
+    sketches[sketch] = acc
   end
-  redis.call('EXPIRE', sketch, ttl)
+  acc.n = acc.n + 1
+  acc.sum = acc.sum + dur
+  local field
+  if dur <= 0 then
+    field = 'z'
+  else
+    field = 'b' .. math.ceil(math.log(dur) / log_gamma)
+  end
+  acc[field] = (acc[field] or 0) + 1
 end
 
 local function complete(state, sketch, s, e)
@@ -39,43 +66,44 @@ local function complete(state, sketch, s, e)
   end
 end
 
-local i = 6
-local n = #ARGV
+local i = 1
+local n = #ops
 while i <= n do
-  local op = ARGV[i]
+  local op = ops[i]
   if op == 'P' then
     -- P key count member...: daily uniques
-    local cnt = tonumber(ARGV[i + 2])
-    redis.call('PFADD', KEYS[tonumber(ARGV[i + 1])], unpack(ARGV, i + 3, i + 2 + cnt))
+    local cnt = ops[i + 2]
+    redis.call('PFADD', KEYS[ops[i + 1]], unpack(ops, i + 3, i + 2 + cnt))
     i = i + 3 + cnt
   elseif op == 'I' then
     -- I key field by: counters
-    redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3])
+    redis.call('HINCRBY', KEYS[ops[i + 1]], ops[i + 2], ops[i + 3])
     i = i + 4
   elseif op == 'D' then
     -- D sketch duration: a session paired outside Redis (the backfill)
-    add_duration(KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2]))
+    add_duration(KEYS[ops[i + 1]], ops[i + 2])
     i = i + 3
   elseif op == 'Z' then
     -- Z key member by: top-N tables
-    redis.call('ZINCRBY', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3], ARGV[i + 2])
+    redis.call('ZINCRBY', KEYS[ops[i + 1]], ops[i + 3], ops[i + 2])
     i = i + 4
   elseif op == 'E' then
     -- E key: an aggregate key was written; keep it for the metrics retention
-    redis.call('EXPIRE', KEYS[tonumber(ARGV[i + 1])], ttl)
+    redis.call('EXPIRE', KEYS[ops[i + 1]], ttl)
     i = i + 2
   elseif op == 'L' then
-    -- L key body count: events past the late window, kept aside, counted
-    redis.call('XADD', KEYS[tonumber(ARGV[i + 1])], '*', 'n', ARGV[i + 3], 'e', ARGV[i + 2])
-    redis.call('HINCRBY', stats, 'late', ARGV[i + 3])
+    -- L key body count: events past the late window (body: an ARGV index), kept aside, counted
+    redis.call('XADD', KEYS[ops[i + 1]], '*', 'n', ops[i + 3], 'e', ARGV[ops[i + 2]])
+    redis.call('HINCRBY', stats, 'late', ops[i + 3])
     i = i + 4
   elseif op == 'S' then
     -- S state ts sketch: a session start (the duration is keyed by the start's day)
-    local state = KEYS[tonumber(ARGV[i + 1])]
-    local ts = ARGV[i + 2]
-    local sketch = KEYS[tonumber(ARGV[i + 3])]
-    if redis.call('HEXISTS', state, 'd') == 0 and redis.call('HEXISTS', state, 's') == 0 then
-      local e = redis.call('HGET', state, 'e')
+    local state = KEYS[ops[i + 1]]
+    local ts = ops[i + 2]
+    local sketch = KEYS[ops[i + 3]]
+    local h = redis.call('HMGET', state, 'd', 's', 'e')
+    if not h[1] and not h[2] then
+      local e = h[3]
       if e then
         complete(state, sketch, ts, e)
       else
@@ -87,18 +115,19 @@ while i <= n do
   elseif op == 'F' then
     -- F state alt ts day_a sketch_a day_b sketch_b: a session end. alt (0 = none) is the state
     -- under the previous salt epoch; the sketches are the candidates for the start's day.
-    local state = KEYS[tonumber(ARGV[i + 1])]
-    local alt_idx = tonumber(ARGV[i + 2])
-    local ts = ARGV[i + 3]
+    local state = KEYS[ops[i + 1]]
+    local alt_idx = ops[i + 2]
+    local ts = ops[i + 3]
     local candidates = {
-      [tonumber(ARGV[i + 4])] = KEYS[tonumber(ARGV[i + 5])],
-      [tonumber(ARGV[i + 6])] = KEYS[tonumber(ARGV[i + 7])],
+      [ops[i + 4]] = KEYS[ops[i + 5]],
+      [ops[i + 6]] = KEYS[ops[i + 7]],
     }
     local function try(key)
-      if redis.call('HEXISTS', key, 'd') == 1 or redis.call('HEXISTS', key, 'e') == 1 then
+      local h = redis.call('HMGET', key, 'd', 'e', 's')
+      if h[1] or h[2] then
         return true
       end
-      local s = redis.call('HGET', key, 's')
+      local s = h[3]
       if s then
         complete(key, candidates[math.floor(tonumber(s) / DAY)], s, ts)
         return true
@@ -119,5 +148,11 @@ while i <= n do
   else
     return redis.error_reply('unknown op ' .. tostring(op))
   end
+end
+for sketch, acc in pairs(sketches) do
+  for field, by in pairs(acc) do
+    redis.call('HINCRBY', sketch, field, by)
+  end
+  redis.call('EXPIRE', sketch, ttl)
 end
 return 1

@@ -22,7 +22,7 @@ import msgspec
 import redis
 
 from aggregator.effects import build, is_late
-from aggregator.worker import pending_total
+from aggregator.worker import OPS_ENCODER, pending_total
 from schemas import keyspace, profiles
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.connection import open_sync
@@ -87,7 +87,7 @@ def backfill(client: redis.Redis, settings: Settings, start: date, end: date, fo
         def flush() -> None:
             if chunk:
                 fx = build(shard, chunk, settings.late_window_ms, kpis, rebuild=True)
-                script(keys=fx.keys, args=[*args_head, *fx.ops])
+                script(keys=fx.keys, args=[*args_head, OPS_ENCODER.encode(fx.ops)])
                 totals["events"] += fx.applied
                 chunk.clear()
 
@@ -114,7 +114,7 @@ def backfill(client: redis.Redis, settings: Settings, start: date, end: date, fo
                 if sketch not in keys:
                     keys.append(sketch)
                 ops += ["D", keys.index(sketch) + 1, max(0, e_ts - s_ts)]
-            script(keys=keys, args=[*args_head, *ops])
+            script(keys=keys, args=[*args_head, OPS_ENCODER.encode(ops)])
         totals["sessions"] += len(durations)
     return totals
 

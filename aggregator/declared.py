@@ -120,29 +120,58 @@ def _adder(i: int, kpi: Kpi) -> Adder:
 
 
 class KpiIndex:
-    """The declared KPIs with an aggregate of their own, indexed by the event names they match."""
+    """The declared KPIs with an aggregate of their own, indexed by the event names they match.
+
+    Counts broken down by built-in dimensions only (event name, platform, app version) need no
+    per-event work: they are derived from the plan's base counters, which are kept per (event
+    name, hour, platform, app version); ``wide`` lists them. The others have an adder each.
+    """
 
     def __init__(self, kpis: Iterable[Kpi]) -> None:
         self.kpis = tuple(k for k in kpis if k.own_aggregate)
-        self._adders = [_adder(i, k) for i, k in enumerate(self.kpis)]
-        self._by_name: dict[str, tuple[Adder, ...]] = {}
+        self.wide = tuple(
+            (i, k) for i, k in enumerate(self.kpis)
+            if k.kind == "count" and all(d in _BUILTIN for d in k.dimensions)
+        )
+        wide = {i for i, _ in self.wide}
+        self._adders = [(k, _adder(i, k)) for i, k in enumerate(self.kpis) if i not in wide]
+        self.by_name: dict[str, tuple[Adder, ...]] = {}
 
     def adders(self, name: str) -> tuple[Adder, ...]:
-        found = self._by_name.get(name)
+        found = self.by_name.get(name)
         if found is None:
-            found = self._by_name[name] = tuple(
-                a for a, k in zip(self._adders, self.kpis) if k.matches(name)
-            )
+            found = self.by_name[name] = tuple(a for k, a in self._adders if k.matches(name))
         return found
 
-    def emit(self, fx: Effects, shard: int, days: Iterable[tuple[str, DayKpis]], chunk: int) -> None:
-        """The ops of every day's accumulators (one HINCRBY per field, one EXPIRE per key)."""
+    def emit(
+        self, fx: Effects, shard: int,
+        days: Iterable[tuple[str, DayKpis, dict[tuple[str, int, str, str], int]]], chunk: int,
+    ) -> None:
+        """The ops of every day's accumulators (one HINCRBY per field, one EXPIRE per key).
+
+        ``days``: (day, its declared accumulators, its base counters by (event name, hour,
+        platform, app version)).
+        """
         written: set[str] = set()
         persistent: set[str] = set()  # all-time tables: no TTL
         hincr: dict[tuple[str, str], int] = {}
         zincr: dict[tuple[str, str], int] = {}
         ops = fx.ops
-        for day, acc in days:
+        for day, acc, base in days:
+            if self.wide:
+                combos: dict[tuple[str, str, str], int] = {}
+                for (name, _, platform, app_version), n in base.items():
+                    c = (name, platform, app_version)
+                    combos[c] = combos.get(c, 0) + n
+                for i, kpi in self.wide:
+                    key = keyspace.kpi(shard, kpi.name, day)
+                    for (name, platform, app_version), n in combos.items():
+                        if not kpi.matches(name):
+                            continue
+                        values = {"event_name": name, "platform": platform, "app_version": app_version}
+                        for dim in kpi.dimensions:
+                            f = (key, f"{dim}={values[dim]}")
+                            hincr[f] = hincr.get(f, 0) + n
             for (i, values), n in acc.counts.items():
                 kpi = self.kpis[i]
                 key = keyspace.kpi(shard, kpi.name, day)

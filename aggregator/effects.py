@@ -28,6 +28,7 @@ class Effects:
         self.keys: list[str] = [keyspace.stream(shard), keyspace.shard_stats(shard)]
         self._index: dict[str, int] = {}
         self.ops: list[str | int] = []
+        self.blobs: list[bytes] = []  # binary values (msgpack in the script has no bin type): ARGV[8..]
         self.applied = 0
         self.late = 0
 
@@ -53,12 +54,14 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
 class _Day:
     """One UTC day's base aggregates in a plan."""
 
-    __slots__ = ("name", "villages", "hours", "kpis")
+    __slots__ = ("name", "villages", "base", "kpis")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.villages: set[str] = set()
-        self.hours: dict[tuple[str, int], int] = {}  # (event name, hour) -> events
+        # (event name, hour, platform, app version) -> events: the hourly and daily counters, and
+        # the declared counts by built-in dimensions (see KpiIndex.wide), from one dict update
+        self.base: dict[tuple[str, int, str, str], int] = {}
         self.kpis = DayKpis()
 
 
@@ -101,11 +104,13 @@ class Plan:
         key = fx.key
         days = self.days
         late = self.late
-        adders = self.kpi_index.adders
+        by_name = self.kpi_index.by_name
         window = self.late_window_ms
         sessions = not self.rebuild
         prefix = self._session_prefix
         n_late = 0
+        dn_last = None
+        day = base = villages = None
         for ev in events:
             ts = ev.ts
             if ts < ev.received - window and not ev.historical:  # is_late, inlined
@@ -113,15 +118,19 @@ class Plan:
                 late.append(ev)
                 continue
             dn = ts // DAY_MS
-            day = days.get(dn)
-            if day is None:
-                day = self._day(dn)
-            day.villages.add(ev.village)
+            if dn != dn_last:
+                day = days.get(dn)
+                if day is None:
+                    day = self._day(dn)
+                dn_last, base, villages = dn, day.base, day.villages
+            villages.add(ev.village)
             name = ev.name
-            hk = (name, ts % DAY_MS // HOUR_MS)
-            hours = day.hours
-            hours[hk] = hours.get(hk, 0) + 1
-            for add in adders(name):
+            k = (name, ts % DAY_MS // HOUR_MS, ev.platform, ev.app_version)
+            base[k] = base.get(k, 0) + 1
+            adders = by_name.get(name)
+            if adders is None:
+                adders = self.kpi_index.adders(name)
+            for add in adders:
                 add(day.kpis, ev)
             if ev.session is None or not sessions:
                 continue
@@ -149,18 +158,23 @@ class Plan:
                 ops += ["P", dau, len(chunk), *chunk]
             ops += ["E", dau]
             counts = fx.key(keyspace.counts(shard, day.name))
+            hours: dict[str, int] = {}
             totals: dict[str, int] = {}
-            for (name, hour), n in day.hours.items():
-                ops += ["I", counts, f"{name}@{hour:02d}", n]
+            for (name, hour, _, _), n in day.base.items():
+                field = f"{name}@{hour:02d}"
+                hours[field] = hours.get(field, 0) + n
                 totals[name] = totals.get(name, 0) + n
+            for field, n in hours.items():
+                ops += ["I", counts, field, n]
             for name, n in totals.items():
                 ops += ["I", counts, name, n]
             ops += ["E", counts]
-        self.kpi_index.emit(fx, shard, ((d.name, d.kpis) for d in self.days.values()), PFADD_CHUNK)
+        self.kpi_index.emit(fx, shard, ((d.name, d.kpis, d.base) for d in self.days.values()), PFADD_CHUNK)
         if fx.applied and not self.rebuild:
             ops += ["I", 2, "applied", fx.applied]
         if self.late:
-            ops += ["L", fx.key(keyspace.late_stream(shard)), STORED_ENCODER.encode(self.late), fx.late]
+            fx.blobs.append(STORED_ENCODER.encode(self.late))
+            ops += ["L", fx.key(keyspace.late_stream(shard)), 7 + len(fx.blobs), fx.late]
         return fx
 
 
