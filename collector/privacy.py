@@ -20,6 +20,7 @@ from schemas.days import DAY_MS
 from schemas.settings import Settings
 
 DIGEST_CHARS = 24  # 96 bits: collision-free in practice, short in HLLs and streams
+MEMO_MAX = 50_000  # memoised pseudonyms per process (raw ids in this process's memory only)
 
 
 class Pseudonymizer:
@@ -29,6 +30,10 @@ class Pseudonymizer:
         self.keep_ms = settings.late_window_ms + DAY_MS
         self.session_grace_ms = settings.max_session_hours * 3_600_000
         self._salts: dict[int, bytes] = {}
+        # salt -> raw -> pseudonym: a batch repeats its villages and sessions; keyed by the salt
+        # itself, so a salt that changed can never answer with another salt's pseudonym
+        self._memo: dict[bytes, dict[str, str]] = {}
+        self._memo_size = 0
 
     def epoch(self, ts_ms: int) -> int:
         return ts_ms // self.period_ms
@@ -52,14 +57,40 @@ class Pseudonymizer:
         return hmac.new(salt, raw.encode(), hashlib.sha256).hexdigest()[:DIGEST_CHARS]
 
     async def pseudonym(self, raw: str, ts_ms: int, now_ms: int) -> str:
-        return self.digest(await self.salt(self.epoch(ts_ms), now_ms), raw)
+        return self.memoised(await self.salt(self.epoch(ts_ms), now_ms), raw)
+
+    def memo(self, salt: bytes) -> dict[str, str]:
+        """The memo of one salt's pseudonyms (bounded: all memos are dropped when full)."""
+        memo = self._memo.get(salt)
+        if memo is None:
+            if len(self._memo) > 8:
+                self._memo.clear()
+                self._memo_size = 0
+            memo = self._memo[salt] = {}
+        return memo
+
+    def memoised(self, salt: bytes, raw: str) -> str:
+        """``digest(salt, raw)``, computed once per (salt, raw) while the memo holds it."""
+        memo = self.memo(salt)
+        value = memo.get(raw)
+        if value is None:
+            value = memo[raw] = self.digest(salt, raw)
+            self.grew(1)
+        return value
+
+    def grew(self, n: int) -> None:
+        self._memo_size += n
+        if self._memo_size > MEMO_MAX:
+            for memo in self._memo.values():
+                memo.clear()
+            self._memo_size = 0
 
     async def session_alias(self, raw: str, ts_ms: int, now_ms: int) -> str | None:
         """The pseudonym under the previous epoch's salt, for a session end near a rotation."""
         epoch = self.epoch(ts_ms)
         if epoch == 0 or ts_ms - epoch * self.period_ms >= self.session_grace_ms:
             return None
-        return self.digest(await self.salt(epoch - 1, now_ms), raw)
+        return self.memoised(await self.salt(epoch - 1, now_ms), raw)
 
     async def subject(self, kind: str, raw: str, now_ms: int) -> str:
         """A keyed hash of a rate-limit subject (write key, token subject, client IP).
@@ -67,7 +98,8 @@ class Pseudonymizer:
         Keyed with the current epoch's salt: the hash is the same in every collector process, so
         they share one counter, and nobody can rebuild an IP from it by trying all addresses.
         """
-        return kind + ":" + self.digest(await self.salt(self.epoch(now_ms), now_ms), kind + ":" + raw)
+        salt = await self.salt(self.epoch(now_ms), now_ms)
+        return kind + ":" + self.memoised(salt, kind + ":" + raw)
 
 
 def mask_ip(ip: str) -> str:
