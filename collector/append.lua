@@ -1,31 +1,58 @@
 -- Append one shard's share of a request atomically with its idempotency markers.
--- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
--- KEYS[3..] = one dedup marker per event, in order.
+-- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list.
 -- ARGV[1] = marker TTL (s); ARGV[2] = MINID trim bound ('0' for none);
--- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s); ARGV[5..] = msgpack events.
--- Returns one flag per event: 1 stored, 0 duplicate. The stream entry's field `e` is a msgpack
--- array (array16 header + the kept events), so the workers decode it in one call.
+-- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
+-- ARGV[5] = the shard's dedup-marker prefix (same hash tag as KEYS[1]: one cluster slot);
+-- ARGV[6] = the events' ids, 32 hex characters each, concatenated in order;
+-- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
+--           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated.
+-- One marker per event (<prefix><id>, SET NX EX). Returns one flag per event: 1 stored,
+-- 0 duplicate. The stream entry's field `e` is a msgpack array of the kept events, so the
+-- workers decode it in one call.
 local ttl = ARGV[1]
-local kept = {}
+local prefix = ARGV[5]
+local ids = ARGV[6]
+local blob = ARGV[7]
+local lens = {}
+local total = 0
+for l in string.gmatch(ARGV[8], '%d+') do
+  local n = tonumber(l)
+  lens[#lens + 1] = n
+  total = total + n
+end
 local flags = {}
-for i = 3, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ttl) then
-    kept[#kept + 1] = ARGV[i + 2]
-    flags[#flags + 1] = 1
+local all = true
+for i = 1, #lens do
+  if redis.call('SET', prefix .. string.sub(ids, 32 * i - 31, 32 * i), '1', 'NX', 'EX', ttl) then
+    flags[i] = 1
   else
-    flags[#flags + 1] = 0
+    flags[i] = 0
+    all = false
   end
 end
-local n = #kept
+local size = tonumber(ARGV[3])
+local kept = {}
+if not all or size > 0 then
+  local pos = #blob - total + 1
+  for i = 1, #lens do
+    if flags[i] == 1 then
+      kept[#kept + 1] = string.sub(blob, pos, pos + lens[i] - 1)
+    end
+    pos = pos + lens[i]
+  end
+end
+local n = all and #lens or #kept
 if n > 0 then
-  local body = string.char(0xdc, math.floor(n / 256), n % 256) .. table.concat(kept)
+  local body = blob
+  if not all then
+    body = string.char(0xdc, math.floor(n / 256), n % 256) .. table.concat(kept)
+  end
   if ARGV[2] ~= '0' then
     redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'n', n, 'e', body)
   else
     redis.call('XADD', KEYS[1], '*', 'n', n, 'e', body)
   end
   -- the debug buffer sees only what was really stored, and at most its size per call
-  local size = tonumber(ARGV[3])
   if size > 0 then
     local first = math.max(1, n - size + 1)
     redis.call('LPUSH', KEYS[2], unpack(kept, first, n))

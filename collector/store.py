@@ -9,12 +9,35 @@ import msgspec
 import redis.asyncio as aredis
 
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER, StoredEvent
+from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
 APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
 DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
+
+# An accepted event ready for its shard's script: (event id as 32 hex characters, the msgpack
+# StoredEvent in its compact form). The validator builds these; ``encoded`` turns a StoredEvent
+# (a dead-letter replay) into one.
+Encoded = tuple[str, bytes]
+
+
+def encoded(ev: StoredEvent) -> Encoded:
+    return ev.event_id, STORED_ENCODER.encode(compact(ev))  # type: ignore[return-value]
+
+
+def array_header(n: int) -> bytes:
+    """The msgpack array header of ``n`` items (the stream entry is header + the events)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 65_536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def entry(bodies: list[bytes]) -> bytes:
+    """A stream entry's ``e`` field: the msgpack array of these encoded events."""
+    return array_header(len(bodies)) + b"".join(bodies)
 
 
 class Rejection(msgspec.Struct):
@@ -49,7 +72,7 @@ class EventStore:
 
     async def write(
         self,
-        by_shard: dict[int, list[StoredEvent]],
+        by_shard: dict[int, list[Encoded]] | dict[int, list[StoredEvent]],
         rejections: list[Rejection],
         marker_ttl: int | None = None,
     ) -> dict[int, list[int]]:
@@ -59,16 +82,23 @@ class EventStore:
         for the retention period, so re-running an import is answered as duplicates).
         """
         minid = self._minid()
+        ttl = marker_ttl or self.marker_ttl
         async with self.redis.pipeline(transaction=False) as pipe:
             order = []
             for shard, events in by_shard.items():
-                for start in range(0, len(events), MAX_PER_ENTRY):
-                    chunk = events[start : start + MAX_PER_ENTRY]
-                    prefix = keyspace.dedup_prefix(shard)
-                    keys = [keyspace.stream(shard), keyspace.recent(shard)]
-                    keys += [prefix + e.event_id for e in chunk]
-                    args = [marker_ttl or self.marker_ttl, minid, self.debug_size, self.debug_ttl]
-                    args += [STORED_ENCODER.encode(e) for e in chunk]
+                items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
+                prefix = keyspace.dedup_prefix(shard)
+                keys = [keyspace.stream(shard), keyspace.recent(shard)]
+                for start in range(0, len(items), MAX_PER_ENTRY):
+                    chunk = items[start : start + MAX_PER_ENTRY]
+                    ids = "".join([i for i, _ in chunk])
+                    if len(ids) != 32 * len(chunk):
+                        raise ValueError("a stored event id is not 32 hex characters")
+                    bodies = [b for _, b in chunk]
+                    args = [
+                        ttl, minid, self.debug_size, self.debug_ttl, prefix, ids, entry(bodies),
+                        ",".join(map(str, map(len, bodies))),
+                    ]
                     await self.append(keys=keys, args=args, client=pipe)
                     order.append(shard)
             for rej in rejections:

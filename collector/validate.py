@@ -13,16 +13,19 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 from __future__ import annotations
 
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Union
 
 import msgspec
+import msgspec.inspect
 
-from collector.privacy import Pseudonymizer
+from collector.privacy import MEMO_MAX, Pseudonymizer
 from collector.sanitize import TooDeep, sanitize
-from collector.store import Rejection
+from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
-from schemas.catalog import Envelope, Event, StoredEvent
+from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent
 from schemas.days import to_ms
 from schemas.settings import Settings
 
@@ -33,6 +36,25 @@ IDENTIFIER_FIELDS = frozenset(
 )
 PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
+_EXACT = 2**31  # see schemas.days.to_ms: within +-2**31 s a float timestamp rounds exactly to us
+_NO_PAYLOAD: dict[str, object] = {}
+_PLAIN = (
+    msgspec.inspect.StrType, msgspec.inspect.IntType, msgspec.inspect.BoolType,
+    msgspec.inspect.FloatType, msgspec.inspect.NoneType, msgspec.inspect.LiteralType,
+)
+
+
+def _plain_payload(cls: type) -> bool:
+    """A payload struct whose msgpack encoding is that of its ``to_builtins`` dict: only str,
+    int, bool, float, None and literal fields (no datetime, UUID, bytes, nested containers)."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType) or info.array_like:
+        return False
+    for f in info.fields:
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        if not all(isinstance(t, _PLAIN) for t in types):
+            return False
+    return True
 
 
 def _located(index: int, exc: Exception) -> str:
@@ -47,9 +69,47 @@ def _located(index: int, exc: Exception) -> str:
 
 @dataclass
 class Outcome:
-    by_shard: dict[int, list[StoredEvent]] = field(default_factory=dict)
-    positions: dict[int, list[int]] = field(default_factory=dict)  # shard -> request indexes
+    by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
     rejections: list[Rejection] = field(default_factory=list)
+
+
+def _tagged(catalog: dict[tuple[str, int], type[Event]]) -> tuple[Any, dict[type, tuple[str, int]]]:
+    """A decoder of a whole ``events`` array in one call: a union of the catalog's structs tagged
+    by ``event_name`` (same fields and constraints, minus the tag), and each struct's catalog key.
+
+    Only names with one catalog version take part; any other event fails this decode, and the
+    batch then takes the per-event path (which also names every bad event). Since a struct here
+    accepts exactly what its catalog struct accepts (msgspec rejects a repeated tag that differs),
+    a batch this decodes is one the per-event path would accept unchanged.
+    """
+    by_name: dict[str, list[tuple[str, int]]] = {}
+    for key in catalog:
+        by_name.setdefault(key[0], []).append(key)
+    structs: list[type] = []
+    keys: dict[type, tuple[str, int]] = {}
+    for name, versions in by_name.items():
+        if len(versions) != 1:
+            continue
+        cls = catalog[versions[0]]
+        fields: list[Any] = []
+        for f in msgspec.structs.fields(cls):
+            if f.name == "event_name":
+                continue
+            if f.default is not msgspec.NODEFAULT:
+                fields.append((f.name, f.type, f.default))
+            elif f.default_factory is not msgspec.NODEFAULT:
+                fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
+            else:
+                fields.append((f.name, f.type))
+        tagged = msgspec.defstruct(
+            f"Batch{cls.__name__}", fields, kw_only=True, forbid_unknown_fields=False,
+            tag_field="event_name", tag=name,
+        )
+        structs.append(tagged)
+        keys[tagged] = versions[0]
+    if not structs:
+        return None, keys
+    return msgspec.json.Decoder(list[Union[tuple(structs)]]), keys  # type: ignore[valid-type]
 
 
 @dataclass
@@ -72,20 +132,175 @@ class Validator:
         self.decoders = {key: msgspec.json.Decoder(struct) for key, struct in profile.events.items()}
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
+        try:
+            self.batch_decoder, self.batch_keys = _tagged(profile.events)
+        except (TypeError, ValueError):  # a catalog this cannot mirror: per-event path only
+            self.batch_decoder, self.batch_keys = None, {}
+        # payload structs stored as they are, no to_builtins (none when fields are hashed)
+        self.plain_payloads: frozenset[type] = frozenset()
+        if not self.hashed_fields:
+            self.plain_payloads = frozenset(
+                f.type for t in self.batch_keys for f in msgspec.structs.fields(t)
+                if f.name == "payload" and isinstance(f.type, type) and _plain_payload(f.type)
+            )
+        # salt -> raw village -> (pseudonym, shard); salt -> session UUID int -> pseudonym
+        self._villages: dict[bytes, dict[str, tuple[str, int]]] = {}
+        self._sessions: dict[bytes, dict[int, str]] = {}
+        self._memo_size = 0
 
     async def run(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool = False
     ) -> Outcome:
+        fast = await self._batch(raw_events, received_ms, skew_ms, historical)
+        if fast is not None:
+            return fast
         out = Outcome()
         for index, raw in enumerate(raw_events):
             checked = await self.check(index, raw, received_ms, skew_ms)
             if checked.stored is not None:
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(checked.stored)
-                out.positions.setdefault(checked.shard, []).append(index)
+                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
+
+    async def _batch(
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool
+    ) -> Outcome | None:
+        """The whole batch at once when every event is valid as sent; None otherwise.
+
+        Same results as the per-event path (which handles any batch holding a bad event): one
+        typed decode of all events, salts fetched once per epoch, pseudonyms memoised per salt,
+        each event encoded straight into its compact stored form.
+        """
+        s = self.settings
+        if self.batch_decoder is None or not raw_events:
+            return None
+        if max(map(len, raw_events)) > s.max_event_size:
+            return None
+        try:
+            events = self.batch_decoder.decode(b"[" + b",".join(raw_events) + b"]")
+        except _DECODE_ERRORS:
+            return None
+        if len(events) != len(raw_events):  # cannot happen: each Raw is one JSON value
+            return None
+        limit = received_ms + s.future_margin_seconds * 1000
+        pseudo = self.pseudo
+        period, grace = pseudo.period_ms, pseudo.session_grace_ms
+        keys = self.batch_keys
+        plain = self.plain_payloads
+        salts: dict[int, bytes] = {}  # this batch's, so no eviction can drop one mid-batch
+        digest = pseudo.digest
+        shards = s.stream_shards
+        hashed = self.hashed_fields
+        encode = STORED_ENCODER.encode
+        to_builtins = msgspec.to_builtins
+        Ext = msgspec.msgpack.Ext
+        by_shard: dict[int, list[Encoded]] = {}
+        future: list[int] = []
+        last_salt = b""
+        villages: dict[str, tuple[str, int]] = {}
+        sessions: dict[int, str] = {}
+        grown = 0
+        for index, ev in enumerate(events):
+            ts_utc = ev.ts_utc
+            t = ts_utc.timestamp()  # to_ms, inlined
+            ts_original = round(t * 1_000_000) // 1000 if -_EXACT < t < _EXACT else to_ms(ts_utc)
+            ts = ts_original + skew_ms
+            if ts > limit:  # rejected: the per-event path words it, below
+                future.append(index)
+                continue
+            name, version = keys[type(ev)]
+            epoch = ts // period
+            salt = salts.get(epoch)
+            if salt is None:
+                salt = salts[epoch] = await pseudo.salt(epoch, received_ms)
+            if salt is not last_salt:
+                villages, sessions = self._memos(salt)
+                last_salt = salt
+            raw_village = ev.anon_village_id
+            found = villages.get(raw_village)
+            if found is None:
+                found = villages[raw_village] = (
+                    digest(salt, raw_village), zlib.crc32(raw_village.encode()) % shards,
+                )
+                grown += 1
+            village, shard = found
+            session = session_alt = None
+            sid = ev.session_id
+            if sid is not None:
+                session = sessions.get(sid.int)
+                if session is None:
+                    session = sessions[sid.int] = digest(salt, str(sid))
+                    grown += 1
+                if name == "session_end" and epoch and ts - epoch * period < grace:
+                    previous = salts.get(epoch - 1)
+                    if previous is None:
+                        previous = salts[epoch - 1] = await pseudo.salt(epoch - 1, received_ms)
+                    session_alt = digest(previous, str(sid))
+            payload = getattr(ev, "payload", _NO_PAYLOAD)
+            if type(payload) not in plain:  # encodes unlike its builtins, or has hashed fields
+                payload = to_builtins(payload)
+                if hashed:
+                    for key in hashed & payload.keys():
+                        value = payload[key]
+                        if isinstance(value, str) and value.startswith(PSEUDO):
+                            payload[key] = value.removeprefix(PSEUDO)
+                        elif value is not None:
+                            payload[key] = pseudo.memoised(salt, str(value))
+            client_ts = ev.client_ts
+            if client_ts is not None:
+                if client_ts == ts_utc:  # the same instant: the same milliseconds
+                    client_ts = True
+                else:
+                    client_ms = to_ms(client_ts)
+                    client_ts = True if client_ms == ts_original else client_ms
+            eid = ev.event_id.int
+            row: tuple[Any, ...] = (
+                Ext(EVENT_ID_EXT, eid.to_bytes(16, "big")), name, version, ts,
+                None if skew_ms == 0 else ts_original, received_ms, village, ev.app_version,
+                ev.platform, session, session_alt, client_ts, payload,
+            )
+            if historical:
+                row += (True,)
+            item = ("%032x" % eid, encode(row))
+            bucket = by_shard.get(shard)
+            if bucket is None:
+                by_shard[shard] = [item]
+            else:
+                bucket.append(item)
+        self._grew(grown)
+        out = Outcome(by_shard=by_shard)
+        for index in future:
+            raw = raw_events[index]
+            checked = await self.check(index, raw, received_ms, skew_ms)
+            if checked.stored is not None:  # not reached: the same check rejects it
+                checked.stored.historical = historical
+                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                continue
+            out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
+        return out
+
+    def _memos(self, salt: bytes) -> tuple[dict[str, tuple[str, int]], dict[int, str]]:
+        villages = self._villages.get(salt)
+        if villages is None:
+            if len(self._villages) > 8:
+                self._villages.clear()
+                self._sessions.clear()
+                self._memo_size = 0
+            villages = self._villages[salt] = {}
+        sessions = self._sessions.get(salt)
+        if sessions is None:
+            sessions = self._sessions[salt] = {}
+        return villages, sessions
+
+    def _grew(self, n: int) -> None:
+        """Bound the memos: raw ids stay in this process's memory only, and not too many."""
+        self._memo_size += n
+        if self._memo_size > MEMO_MAX:
+            for memo in (*self._villages.values(), *self._sessions.values()):
+                memo.clear()
+            self._memo_size = 0
 
     async def check(
         self,

@@ -119,6 +119,9 @@ class Batch(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
 
 
 # -- what the stream holds -----------------------------------------------------------------------
+EVENT_ID_EXT = 1  # msgpack ext type of a stored event id: the UUID's 16 raw bytes
+
+
 class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
     """A validated, pseudonymised event as appended to a shard's stream (msgpack, array-like).
 
@@ -128,22 +131,54 @@ class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
     epoch boundary so that a session spanning a rotation still pairs. ``historical`` marks an
     event that an admin imported (``POST /internal/analytics/import``); it is last and omitted
     when false, so ordinary events pay nothing for it.
+
+    Compact wire form (written by the collector, see ``compact``; the full form decodes too):
+    ``event_id`` as an ext of the UUID's 16 bytes instead of 32 hex characters, ``ts_original``
+    nil when equal to ``ts`` and ``client_ts`` true when equal to ``ts_original``. ``__post_init__``
+    expands them on decode, so readers always see the hex string and the two integers.
     """
 
-    event_id: str
+    event_id: str | msgspec.msgpack.Ext
     name: str
     version: int
     ts: int
-    ts_original: int
+    ts_original: int | None
     received: int
     village: str
     app_version: str
     platform: str
     session: str | None = None
     session_alt: str | None = None
-    client_ts: int | None = None
+    client_ts: int | bool | None = None
     payload: dict[str, Any] = {}
     historical: bool = False  # came in by the admin import path: the late window does not apply
+
+    def __post_init__(self) -> None:
+        if self.ts_original is None:
+            self.ts_original = self.ts
+        if self.client_ts is True:
+            self.client_ts = self.ts_original
+        if type(self.event_id) is msgspec.msgpack.Ext:
+            self.event_id = self.event_id.data.hex()
+
+
+def compact(ev: StoredEvent) -> tuple[Any, ...]:
+    """``ev`` in the compact wire form (a tuple that msgpack-encodes as the struct's array)."""
+    eid: Any = ev.event_id
+    if isinstance(eid, str) and len(eid) == 32:
+        try:
+            raw = bytes.fromhex(eid)
+        except ValueError:
+            raw = b""
+        if raw.hex() == eid:  # only what decodes back to the same string
+            eid = msgspec.msgpack.Ext(EVENT_ID_EXT, raw)
+    out: tuple[Any, ...] = (
+        eid, ev.name, ev.version, ev.ts, None if ev.ts_original == ev.ts else ev.ts_original,
+        ev.received, ev.village, ev.app_version, ev.platform, ev.session, ev.session_alt,
+        True if ev.client_ts is not None and ev.client_ts == ev.ts_original else ev.client_ts,
+        ev.payload,
+    )
+    return out + (True,) if ev.historical else out
 
 
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])

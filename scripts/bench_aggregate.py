@@ -44,7 +44,7 @@ def ms(iso: str) -> int:
 def stored_entries(events: list[dict[str, Any]], shards: int, batch: int = 100) -> list[tuple[int, bytes, int]]:
     """(shard, msgpack body, n) stream entries, as the collector writes them."""
     from schemas import keyspace
-    from schemas.catalog import StoredEvent
+    from schemas.catalog import StoredEvent, compact
 
     now = int(time.time() * 1000)
     out = []
@@ -61,7 +61,7 @@ def stored_entries(events: list[dict[str, Any]], shards: int, batch: int = 100) 
             )
             by_shard.setdefault(keyspace.shard_of(ev["anon_village_id"], shards), []).append(st)
         for shard, evs in by_shard.items():
-            out.append((shard, msgspec.msgpack.encode(evs), len(evs)))
+            out.append((shard, msgspec.msgpack.encode([compact(e) for e in evs]), len(evs)))
     return out
 
 

@@ -136,7 +136,7 @@ def stored_events(r: redis.Redis) -> int:
 def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> dict[str, float]:
     """Same server, same events, one Python process, no HTTP."""
     from collector.privacy import Pseudonymizer
-    from collector.store import EventStore
+    from collector.store import EventStore, entry
     from collector.validate import Validator
     from schemas import keyspace
     from schemas.settings import Settings
@@ -166,8 +166,8 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
         return staged, elapsed, n
 
     staged, core_s, core_n = asyncio.run(core())
-    entries = [
-        (keyspace.stream(shard), msgspec.msgpack.encode(evs), len(evs))
+    entries = [  # the stored entries exactly as append.lua writes them: header + encoded events
+        (keyspace.stream(shard), entry([body for _, body in evs]), len(evs))
         for by_shard in staged for shard, evs in by_shard.items()
     ]
     r = redis.Redis.from_url(url)
