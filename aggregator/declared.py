@@ -50,7 +50,7 @@ def lua_int(n: int) -> int | str:
 class DayKpis:
     """One UTC day's declared-KPI contributions of a batch, by KPI position in the index."""
 
-    __slots__ = ("counts", "uniques", "sums", "top")
+    __slots__ = ("counts", "sums", "top", "uniques")
 
     def __init__(self) -> None:
         self.counts: dict[tuple[int, Any], int] = {}  # (kpi, dimension value(s)) -> events

@@ -54,7 +54,7 @@ def is_late(ev: StoredEvent, late_window_ms: int) -> bool:
 class _Day:
     """One UTC day's base aggregates in a plan."""
 
-    __slots__ = ("name", "villages", "base", "kpis")
+    __slots__ = ("base", "kpis", "name", "villages")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -43,6 +43,44 @@ OPS_ENCODER = msgspec.msgpack.Encoder()
 Good = tuple[str, Any, list[StoredEvent], int, int]  # entry id, fields, events, applied, late
 
 
+def _read(conn: Any) -> Any:
+    """One reply; an error reply is returned, not raised."""
+    try:
+        return conn.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
+class _Commands:
+    """Commands queued for one shard, sent in one write; scripts call it like a pipeline."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[Any, ...]] = []
+
+    def xack(self, name: str, group: str, *ids: str) -> None:
+        self.stack.append(("XACK", name, group, *ids))
+
+    def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
+        self.stack.append(("EVALSHA", sha, numkeys, *args))
+
+    def eval(self, script: str, numkeys: int, *args: Any) -> None:
+        self.stack.append(("EVAL", script, numkeys, *args))
+
+
+class _Prepared:
+    """One shard's part of a read: its commands, what each reply means, its merged entries."""
+
+    def __init__(self, stream: str, shard: int, entries: list[Any]) -> None:
+        self.stream = stream
+        self.shard = shard
+        self.entries = entries
+        self.commands = _Commands()
+        self.rows: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
+        self.good: list[Good] = []  # entries in the merged plan
+        self.merged = False
+        self.results: list[Any] = []
+
+
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -76,6 +114,7 @@ class Worker:
         self._session_ttl = (settings.late_window_hours + settings.max_session_hours) * 3600
         self._log_gamma = repr(LOG_GAMMA)
         self.dead_letter = client.register_script(DEAD_LETTER_LUA)
+        self._scripts_loaded = False
         self.clock = clock
         self.stopping = False
         self._signals = 0
@@ -110,6 +149,7 @@ class Worker:
         while not self.stopping:
             try:
                 if not ready:
+                    self._scripts_loaded = False  # a restarted server has none
                     ensure_groups(self.redis, self.settings)
                     self.heartbeat()
                     self._drain_own_pending()
@@ -176,11 +216,13 @@ class Worker:
                 self.settings.consumer_group, self.consumer, streams, count=self.settings.read_count
             )
             progressed = {}
+            batches = []
             for raw_name, entries in reply or []:
                 if entries:
                     name = raw_name.decode()
-                    self.process(name, entries, redelivered=True)
+                    batches.append((name, entries))
                     progressed[name] = entries[-1][0].decode()
+            self.process_many(batches, redelivered=True)
             streams = progressed
 
     def read_new(self, block: bool = True) -> int:
@@ -192,10 +234,7 @@ class Worker:
             count=self.settings.read_count,
             block=self.settings.block_ms if block else None,
         )
-        handled = 0
-        for name, entries in reply or []:
-            handled += self.process(name.decode(), entries)
-        return handled
+        return self.process_many([(name.decode(), entries) for name, entries in reply or [] if entries])
 
     def _claim_due(self) -> bool:
         return time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 4000
@@ -229,87 +268,130 @@ class Worker:
 
     # -- applying ---------------------------------------------------------------------------
     def process(self, stream: str, entries: list[Any], redelivered: bool = False) -> int:
-        """Apply a batch of one shard's entries (see ``_process``).
+        """Apply a batch of one shard's entries (see ``process_many``)."""
+        return self.process_many([(stream, entries)], redelivered)
+
+    def process_many(self, batches: list[tuple[str, list[Any]]], redelivered: bool = False) -> int:
+        """Apply one read's batches, one per shard: each shard's merged effects in one atomic script.
+
+        Each shard's script checks that every entry is still pending to this consumer, XACKs them
+        all and applies the merged effects; if one is not (another consumer claimed it), it
+        changes nothing and the entries are applied one script each, each XACKed first and skipped
+        when it was no longer pending. Trimmed and dead-lettered entries ride along.
+        A shard's commands are sent as soon as they are built, and the replies read after the
+        last shard's: the server applies one shard while this process builds the next.
+        ``redelivered`` entries (own pending, claimed) have their delivery counts checked first.
 
         The cyclic GC is off meanwhile: a batch allocates ~10^5 short-lived, acyclic objects (the
-        decoded events, the plan) that reference counting frees, and generational passes over
+        decoded events, the plans) that reference counting frees, and generational passes over
         them cost as much as decoding them (measured); it runs again between batches.
         """
+        started = time.perf_counter()
         enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._process(stream, entries, redelivered)
+            handled = self._process_many(batches, redelivered)
         finally:
             if enabled:
                 gc.enable()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return handled
 
-    def _process(self, stream: str, entries: list[Any], redelivered: bool = False) -> int:
-        """Apply a batch of one shard's entries: their merged effects in one atomic script.
+    def _process_many(self, batches: list[tuple[str, list[Any]]], redelivered: bool) -> int:
+        if not self._scripts_loaded:
+            self.redis.script_load(APPLY_LUA)
+            self.redis.script_load(DEAD_LETTER_LUA)
+            self._scripts_loaded = True
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        prepared: list[_Prepared] = []
+        try:
+            for stream, entries in batches:
+                prep = self._prepare(stream, entries, redelivered)
+                if prep.commands.stack:
+                    conn.send_packed_command(conn.pack_commands(prep.commands.stack))
+                prepared.append(prep)
+            for prep in prepared:
+                prep.results = [_read(conn) for _ in prep.commands.stack]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse it
+            raise
+        finally:
+            pool.release(conn)
+        flushed = False
+        handled = 0
+        for prep in prepared:
+            flushed |= any(isinstance(r, redis.exceptions.NoScriptError) for r in prep.results)
+            self._settle(prep)
+            handled += len(prep.entries)
+        if flushed:  # the server lost its scripts (restarted?): those entries stay pending
+            self._scripts_loaded = False
+            raise redis.ConnectionError("scripts missing on the server; re-reading own pending entries")
+        return handled
 
-        The script checks that every entry is still pending to this consumer, XACKs them all and
-        applies the merged effects; if one is not (another consumer claimed it), it changes nothing
-        and the entries are applied one script each, each XACKed first and skipped when it was no
-        longer pending. Trimmed and dead-lettered entries ride in the same round trip.
-        ``redelivered`` entries (own pending, claimed) have their delivery counts checked first.
-        """
-        started = time.perf_counter()
+    def _prepare(self, stream: str, entries: list[Any], redelivered: bool) -> _Prepared:
         shard = self._shard_of[stream]
-        label = str(shard)
         s = self.settings
         over = self._over_delivered(stream, entries) if redelivered else {}
-        pipe = self.redis.pipeline(transaction=False)
-        plan_rows: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
-        good: list[Good] = []  # entries in the merged plan
+        prep = _Prepared(stream, shard, entries)
+        cmds = prep.commands
+        rows = prep.rows
+        good = prep.good
         plan = Plan(shard, s.late_window_ms, self.kpis)
         for entry_id, fields in entries:
             eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             if not fields:  # trimmed or deleted while it was pending: nothing left to apply
-                pipe.xack(stream, s.consumer_group, eid)
-                plan_rows.append(("trimmed", eid, 0, 0))
+                cmds.xack(stream, s.consumer_group, eid)
+                rows.append(("trimmed", eid, 0, 0))
                 continue
             if eid in over:
                 reason = f"delivered {over[eid]} times (MAX_DELIVERIES={s.max_deliveries})"
-                self._dead_letter(pipe, shard, eid, fields, reason)
-                plan_rows.append(("dead", eid, 0, 0))
+                self._dead_letter(cmds, shard, eid, fields, reason)
+                rows.append(("dead", eid, 0, 0))
                 continue
             try:
                 events = STORED_LIST_DECODER.decode(fields[b"e"])
                 applied, late = plan.add(events)
             except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
                 kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
-                self._dead_letter(pipe, shard, eid, fields, f"{kind}: {exc!r}")
-                plan_rows.append(("dead", eid, 0, 0))
+                self._dead_letter(cmds, shard, eid, fields, f"{kind}: {exc!r}")
+                rows.append(("dead", eid, 0, 0))
                 plan = self._replan(shard, good)  # the failed add may have left part of its effects
                 continue
             good.append((eid, fields, events, applied, late))
-        merged = False
         if len(good) == 1:
-            self._apply_one(pipe, plan, good[0], plan_rows)
+            self._apply_one(cmds, plan, good[0], rows)
         elif good:
-            merged = self._call(pipe, plan, " ".join(g[0] for g in good), self.consumer) is None
-        results = pipe.execute(raise_on_error=False) if plan_rows or merged else []
+            prep.merged = self._call(cmds, plan, " ".join(g[0] for g in good), self.consumer) is None
+        return prep
+
+    def _settle(self, prep: _Prepared) -> None:
+        """Count a shard's replies; entries a merged script did not apply go entry by entry."""
+        label = str(prep.shard)
+        good = prep.good
+        results = prep.results
         retry = list(good) if len(good) > 1 else []
-        if merged:
+        if prep.merged:
             outcome = results.pop()
             if outcome == 1:
                 retry = []
                 self._count_applied(label, sum(g[3] for g in good), sum(g[4] for g in good))
             elif isinstance(outcome, Exception):
                 log.warning("merged apply of %d entries of %s failed (%s); applying them one by one",
-                            len(good), stream, outcome)
-        self._tally(stream, label, plan_rows, results)
+                            len(good), prep.stream, outcome)
+                if isinstance(outcome, redis.exceptions.NoScriptError):
+                    retry = []  # nothing ran: they stay pending and are re-read
+        self._tally(prep.stream, label, prep.rows, results)
         if retry:  # not all pending to us any more (or the merged plan failed): entry by entry
             pipe = self.redis.pipeline(transaction=False)
-            plan_rows = []
+            rows: list[tuple[str, str, int, int]] = []
             for g in retry:
-                one = Plan(shard, s.late_window_ms, self.kpis)
+                one = Plan(prep.shard, self.settings.late_window_ms, self.kpis)
                 one.add(g[2])
-                self._apply_one(pipe, one, g, plan_rows)
-            self._tally(stream, label, plan_rows, pipe.execute(raise_on_error=False) if plan_rows else [])
-        self.processed += len(entries)
-        metrics.PROCESSED.labels(label).inc(len(entries))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return len(entries)
+                self._apply_one(pipe, one, g, rows)
+            self._tally(prep.stream, label, rows, pipe.execute(raise_on_error=False) if rows else [])
+        self.processed += len(prep.entries)
+        metrics.PROCESSED.labels(label).inc(len(prep.entries))
 
     def _replan(self, shard: int, good: list[Good]) -> Plan:
         plan = Plan(shard, self.settings.late_window_ms, self.kpis)

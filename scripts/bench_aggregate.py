@@ -79,11 +79,21 @@ def prefill(r: redis.Redis, entries: list[tuple[int, bytes, int]]) -> None:
 def applied_total(r: redis.Redis, shards: int) -> int:
     from schemas import keyspace
 
-    return sum(int(r.hget(keyspace.shard_stats(s), "applied") or 0) for s in range(shards))
+    pipe = r.pipeline(transaction=False)
+    for s in range(shards):
+        pipe.hget(keyspace.shard_stats(s), "applied")
+    return sum(int(v or 0) for v in pipe.execute())
 
 
-def run_workers(env: dict[str, str], count: int, profile: str | None = None) -> tuple[float, list[int]]:
-    """Wall seconds until ``count`` burst workers have all exited; their peak RSS (bytes)."""
+def run_workers(
+    env: dict[str, str], count: int, profile: str | None = None, watch: tuple[redis.Redis, int, int] | None = None,
+) -> tuple[float, list[int], float | None]:
+    """Wall seconds until ``count`` burst workers have all exited; their peak RSS (bytes); and
+    with ``watch`` = (client, shards, events expected) the steady rate: events applied from the
+    first time the shards' ``applied`` counters are seen non-zero until they reach the total
+    (start-up, connection and exit excluded, measured instead of subtracted)."""
+    first: tuple[float, int] | None = None
+    done_at: float | None = None
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen([sys.executable, "-m", "aggregator.cli", "--name", f"bench-{i}", "--burst"],
@@ -93,19 +103,28 @@ def run_workers(env: dict[str, str], count: int, profile: str | None = None) -> 
     spy = bc.pyspy_start(procs[0].pid, 600, profile) if profile else None
     rss = [0] * count
     while any(p.poll() is None for p in procs):
+        if watch is not None and done_at is None:
+            applied = applied_total(watch[0], watch[1])
+            if first is None and applied:
+                first = (time.perf_counter(), applied)
+            if applied >= watch[2]:
+                done_at = time.perf_counter()
         for i, p in enumerate(procs):
             if p.poll() is None:
                 try:
                     rss[i] = max(rss[i], bc.rss_bytes(p.pid))
                 except OSError:
                     pass
-        time.sleep(0.02)
+        time.sleep(0.005 if watch is not None else 0.02)
     elapsed = time.perf_counter() - t0
     if spy is not None:
         spy.wait(timeout=30)
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a worker failed: {[p.returncode for p in procs]}")
-    return elapsed, rss
+    rate = None
+    if watch is not None and first is not None and done_at is not None and done_at > first[0]:
+        rate = (watch[2] - first[1]) / (done_at - first[0])
+    return elapsed, rss, rate
 
 
 def _strings(value: Any) -> bytes:
@@ -188,22 +207,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r = redis.Redis.from_url(url)
         for run in range(args.runs):
             r.flushdb()
-            startup, _ = run_workers(env, 1)
+            startup, _, _ = run_workers(env, 1)
             results["startup"].append(startup)
             prefill(r, entries)
-            t, rss = run_workers(env, 1)
+            t, rss, rate = run_workers(env, 1, watch=(r, shards, len(events)))
             ok1 = applied_total(r, shards)
-            results["one"].append(len(events) / max(1e-9, t - startup))
+            results["one"].append(rate or len(events) / max(1e-9, t - startup))
             rss_one.append(rss[0])
-            # two processes starting at once on a shared machine start slower than one: their own
-            # start-up time (a burst of two on empty streams) is what is subtracted
+            # two processes starting at once on a shared machine start slower than one: without a
+            # steady rate (tiny runs), their own start-up (a burst of two on empty streams) is subtracted
             r.flushdb()
-            startup2, _ = run_workers(env, 2)
+            startup2, _, _ = run_workers(env, 2)
             results["startup2"].append(startup2)
             prefill(r, entries)
-            t2, _ = run_workers(env, 2)
+            t2, _, rate2 = run_workers(env, 2, watch=(r, shards, len(events)))
             ok2 = applied_total(r, shards)
-            results["two"].append(len(events) / max(1e-9, t2 - startup2))
+            results["two"].append(rate2 or len(events) / max(1e-9, t2 - startup2))
             results["ceiling"].append(ceiling(url, env, entries))
             print(f"run {run + 1}: one worker {results['one'][-1]:,.0f} ev/s (applied {ok1:,}), "
                   f"two {results['two'][-1]:,.0f} ev/s (applied {ok2:,}), "
