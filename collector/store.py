@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from typing import Any
+
 import msgspec
 import redis.asyncio as aredis
+from redis.exceptions import NoScriptError
 
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
@@ -83,24 +86,28 @@ class EventStore:
         """
         minid = self._minid()
         ttl = marker_ttl or self.marker_ttl
+        calls: list[tuple[int, list[Any]]] = []  # (shard, EVALSHA arguments after numkeys)
+        for shard, events in by_shard.items():
+            items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
+            prefix = keyspace.dedup_prefix(shard)
+            keys = [keyspace.stream(shard), keyspace.recent(shard)]
+            for start in range(0, len(items), MAX_PER_ENTRY):
+                chunk = items[start : start + MAX_PER_ENTRY]
+                ids = "".join([i for i, _ in chunk])
+                if len(ids) != 32 * len(chunk):
+                    raise ValueError("a stored event id is not 32 hex characters")
+                bodies = [b for _, b in chunk]
+                calls.append((shard, [
+                    *keys, ttl, minid, self.debug_size, self.debug_ttl, prefix, ids,
+                    entry(bodies), ",".join(map(str, map(len, bodies))),
+                ]))
+        sha = self.append.sha
+        # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, one
+        # more round trip per request; a NOSCRIPT reply (a restarted or flushed server) loads
+        # the script and runs just those calls again (a NOSCRIPT call changed nothing).
         async with self.redis.pipeline(transaction=False) as pipe:
-            order = []
-            for shard, events in by_shard.items():
-                items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
-                prefix = keyspace.dedup_prefix(shard)
-                keys = [keyspace.stream(shard), keyspace.recent(shard)]
-                for start in range(0, len(items), MAX_PER_ENTRY):
-                    chunk = items[start : start + MAX_PER_ENTRY]
-                    ids = "".join([i for i, _ in chunk])
-                    if len(ids) != 32 * len(chunk):
-                        raise ValueError("a stored event id is not 32 hex characters")
-                    bodies = [b for _, b in chunk]
-                    args = [
-                        ttl, minid, self.debug_size, self.debug_ttl, prefix, ids, entry(bodies),
-                        ",".join(map(str, map(len, bodies))),
-                    ]
-                    await self.append(keys=keys, args=args, client=pipe)
-                    order.append(shard)
+            for _, args in calls:
+                pipe.evalsha(sha, 2, *args)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -108,8 +115,19 @@ class EventStore:
                     maxlen=self.settings.deadletter_maxlen,
                     approximate=True,
                 )
-            results = await pipe.execute()
+            results = await pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.redis.script_load(APPEND_LUA)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in missing:
+                    pipe.evalsha(sha, 2, *calls[i][1])
+                for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
+                    results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         flags: dict[int, list[int]] = {}
-        for shard, result in zip(order, results):
+        for (shard, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags
