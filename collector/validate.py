@@ -12,11 +12,16 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 
 from __future__ import annotations
 
+import operator
+import re
+import types
+import typing
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 import msgspec.inspect
@@ -73,43 +78,150 @@ class Outcome:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def _tagged(catalog: dict[tuple[str, int], type[Event]]) -> tuple[Any, dict[type, tuple[str, int]]]:
+_META_KEYS = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "tz")
+_MEMO_CHECKED = 4096  # validated value combinations remembered per event type
+
+
+class _Unsupported(TypeError):
+    pass
+
+
+def _loosen(tp: Any) -> tuple[Any, Any]:
+    """(``tp`` with its regex patterns taken out, what they become): None, a compiled pattern's
+    ``search`` (msgspec's own semantics), or (loose struct, [(field, check), ...]).
+
+    msgspec calls Python's ``re`` for every pattern-constrained string it decodes; the batch path
+    decodes without them and checks each distinct value once (see ``_tagged``).
+    """
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *metas = typing.get_args(tp)
+        patterns = [m.pattern for m in metas if isinstance(m, msgspec.Meta) and m.pattern]
+        if not patterns:
+            return tp, None
+        if base is not str or len(patterns) != 1:
+            raise _Unsupported(tp)
+        kept: list[Any] = []
+        for m in metas:
+            if isinstance(m, msgspec.Meta):
+                kw = {k: getattr(m, k) for k in _META_KEYS if getattr(m, k) is not None}
+                if kw:
+                    kept.append(msgspec.Meta(**kw))
+            else:
+                kept.append(m)
+        loose = Annotated[(str, *kept)] if kept else str  # type: ignore[valid-type]
+        return loose, re.compile(patterns[0]).search
+    if origin in (Union, types.UnionType):
+        members, check = [], None
+        for arg in typing.get_args(tp):
+            loose, c = _loosen(arg)
+            if c is not None:
+                if check is not None:
+                    raise _Unsupported(tp)
+                check = c
+            members.append(loose)
+        return (Union[tuple(members)], check) if check is not None else (tp, None)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        fields, checks = _loose_fields(tp, skip=None)
+        if not checks:
+            return tp, None
+        cfg = tp.__struct_config__
+        if cfg.array_like or cfg.tag is not None:
+            raise _Unsupported(tp)
+        loose = msgspec.defstruct(
+            tp.__name__, fields, kw_only=True, forbid_unknown_fields=cfg.forbid_unknown_fields,
+            omit_defaults=cfg.omit_defaults,
+        )
+        return loose, (loose, checks)
+    if origin is not None and any(_loosen(a)[1] is not None for a in typing.get_args(tp)):
+        raise _Unsupported(tp)  # a pattern inside a container: not mirrored
+    return tp, None
+
+
+def _loose_fields(cls: type, skip: str | None) -> tuple[list[Any], list[tuple[str, Any]]]:
+    fields: list[Any] = []
+    checks: list[tuple[str, Any]] = []
+    for f in msgspec.structs.fields(cls):
+        if f.name == skip:
+            continue
+        if f.encode_name != f.name:
+            raise _Unsupported(cls)
+        tp, check = _loosen(f.type)
+        if check is not None:
+            checks.append((f.name, check))
+        if f.default is not msgspec.NODEFAULT:
+            fields.append((f.name, tp, f.default))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            fields.append((f.name, tp, msgspec.field(default_factory=f.default_factory)))
+        else:
+            fields.append((f.name, tp))
+    return fields, checks
+
+
+def _paths(checks: list[tuple[str, Any]], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for name, check in checks:
+        if isinstance(check, tuple):
+            out += _paths(check[1], prefix + name + ".")
+        else:
+            out.append((prefix + name, check))
+    return out
+
+
+@dataclass
+class _Kind:
+    """One catalog event as the batch path decodes it."""
+
+    key: tuple[str, int]  # (event_name, event_version)
+    values: Callable[[Any], tuple[Any, ...]]  # its pattern-constrained values, in order
+    searches: tuple[Callable[[str], Any], ...]  # the pattern each of them must match
+    checked: set[tuple[Any, ...]]  # value combinations already found to match
+
+    def admit(self, values: tuple[Any, ...]) -> bool:
+        """Whether every string among ``values`` matches its pattern (then remembered)."""
+        for value, search in zip(values, self.searches):
+            if type(value) is str and not search(value):
+                return False
+        if len(self.checked) >= _MEMO_CHECKED:
+            self.checked.clear()
+        self.checked.add(values)
+        return True
+
+
+def _tagged(catalog: dict[tuple[str, int], type[Event]]) -> tuple[Any, dict[type, _Kind]]:
     """A decoder of a whole ``events`` array in one call: a union of the catalog's structs tagged
-    by ``event_name`` (same fields and constraints, minus the tag), and each struct's catalog key.
+    by ``event_name`` (same fields and constraints minus the tag and the regex patterns, which
+    ``_Kind`` checks per distinct value), and what each decoded struct is.
 
     Only names with one catalog version take part; any other event fails this decode, and the
-    batch then takes the per-event path (which also names every bad event). Since a struct here
-    accepts exactly what its catalog struct accepts (msgspec rejects a repeated tag that differs),
-    a batch this decodes is one the per-event path would accept unchanged.
+    batch then takes the per-event path (which also names every bad event). A struct here accepts
+    exactly what its catalog struct accepts once its patterns match (msgspec rejects a repeated
+    tag that differs, and defaults are never checked by the catalog decode but are here, which
+    can only send a batch to the per-event path), so a batch that passes is one the per-event
+    path would accept unchanged.
     """
     by_name: dict[str, list[tuple[str, int]]] = {}
     for key in catalog:
         by_name.setdefault(key[0], []).append(key)
     structs: list[type] = []
-    keys: dict[type, tuple[str, int]] = {}
+    kinds: dict[type, _Kind] = {}
     for name, versions in by_name.items():
         if len(versions) != 1:
             continue
-        cls = catalog[versions[0]]
-        fields: list[Any] = []
-        for f in msgspec.structs.fields(cls):
-            if f.name == "event_name":
-                continue
-            if f.default is not msgspec.NODEFAULT:
-                fields.append((f.name, f.type, f.default))
-            elif f.default_factory is not msgspec.NODEFAULT:
-                fields.append((f.name, f.type, msgspec.field(default_factory=f.default_factory)))
-            else:
-                fields.append((f.name, f.type))
+        fields, checks = _loose_fields(catalog[versions[0]], skip="event_name")
         tagged = msgspec.defstruct(
-            f"Batch{cls.__name__}", fields, kw_only=True, forbid_unknown_fields=False,
-            tag_field="event_name", tag=name,
+            f"Batch{catalog[versions[0]].__name__}", fields, kw_only=True,
+            forbid_unknown_fields=False, tag_field="event_name", tag=name,
         )
+        paths = _paths(checks) or [("event_version", lambda _: True)]
+        getter = operator.attrgetter(*(p for p, _ in paths))
+        values = getter if len(paths) > 1 else (lambda ev, g=getter: (g(ev),))
         structs.append(tagged)
-        keys[tagged] = versions[0]
+        kinds[tagged] = _Kind(versions[0], values, tuple(c for _, c in paths), set())
     if not structs:
-        return None, keys
-    return msgspec.json.Decoder(list[Union[tuple(structs)]]), keys  # type: ignore[valid-type]
+        return None, kinds
+    return msgspec.json.Decoder(list[Union[tuple(structs)]]), kinds  # type: ignore[valid-type]
+
 
 
 @dataclass
@@ -133,16 +245,21 @@ class Validator:
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
         try:
-            self.batch_decoder, self.batch_keys = _tagged(profile.events)
+            self.batch_decoder, self.batch_kinds = _tagged(profile.events)
         except (TypeError, ValueError):  # a catalog this cannot mirror: per-event path only
-            self.batch_decoder, self.batch_keys = None, {}
+            self.batch_decoder, self.batch_kinds = None, {}
         # payload structs stored as they are, no to_builtins (none when fields are hashed)
         self.plain_payloads: frozenset[type] = frozenset()
         if not self.hashed_fields:
-            self.plain_payloads = frozenset(
-                f.type for t in self.batch_keys for f in msgspec.structs.fields(t)
-                if f.name == "payload" and isinstance(f.type, type) and _plain_payload(f.type)
-            )
+            payloads = {
+                f.type for t in self.batch_kinds for f in msgspec.structs.fields(t)
+                if f.name == "payload" and isinstance(f.type, type)
+            }
+            payloads |= {  # a payload left out gets the catalog's own default struct
+                f.type for t in profile.events.values() for f in msgspec.structs.fields(t)
+                if f.name == "payload" and isinstance(f.type, type)
+            }
+            self.plain_payloads = frozenset(t for t in payloads if _plain_payload(t))
         # salt -> raw village -> (pseudonym, shard); salt -> session UUID int -> pseudonym
         self._villages: dict[bytes, dict[str, tuple[str, int]]] = {}
         self._sessions: dict[bytes, dict[int, str]] = {}
@@ -184,10 +301,10 @@ class Validator:
             return None
         if len(events) != len(raw_events):  # cannot happen: each Raw is one JSON value
             return None
+        kinds = self.batch_kinds
         limit = received_ms + s.future_margin_seconds * 1000
         pseudo = self.pseudo
         period, grace = pseudo.period_ms, pseudo.session_grace_ms
-        keys = self.batch_keys
         plain = self.plain_payloads
         salts: dict[int, bytes] = {}  # this batch's, so no eviction can drop one mid-batch
         digest = pseudo.digest
@@ -203,6 +320,10 @@ class Validator:
         sessions: dict[int, str] = {}
         grown = 0
         for index, ev in enumerate(events):
+            kind = kinds[type(ev)]
+            values = kind.values(ev)
+            if values not in kind.checked and not kind.admit(values):
+                return None  # a pattern the catalog decode would have refused
             ts_utc = ev.ts_utc
             t = ts_utc.timestamp()  # to_ms, inlined
             ts_original = round(t * 1_000_000) // 1000 if -_EXACT < t < _EXACT else to_ms(ts_utc)
@@ -210,7 +331,7 @@ class Validator:
             if ts > limit:  # rejected: the per-event path words it, below
                 future.append(index)
                 continue
-            name, version = keys[type(ev)]
+            name, version = kind.key
             epoch = ts // period
             salt = salts.get(epoch)
             if salt is None:
