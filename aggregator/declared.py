@@ -66,13 +66,21 @@ def _dims_getter(dims: tuple[str, ...]) -> Callable[[StoredEvent], Any]:
     """The event's dimension values: one value for one dimension, else a tuple (None = absent)."""
     if all(d in _BUILTIN for d in dims):
         return attrgetter(*(_BUILTIN[d] for d in dims))  # C; a tuple when there are several
-    if len(dims) == 1:
-        dim = dims[0]
-        return lambda ev: _payload_value(ev.payload.get(dim))
     return lambda ev: tuple(dimension_value(ev, d) for d in dims)
 
 
 def _adder(i: int, kpi: Kpi) -> Adder:
+    if kpi.kind == "count" and len(kpi.dimensions) == 1 and kpi.dimensions[0] not in _BUILTIN:
+        dim = kpi.dimensions[0]
+
+        def add_payload_count(day: DayKpis, ev: StoredEvent) -> None:
+            value = ev.payload.get(dim)
+            if type(value) is not str:  # identifiers are strings: the rest is rare
+                value = _payload_value(value)
+            k = (i, value)
+            day.counts[k] = day.counts.get(k, 0) + 1
+
+        return add_payload_count
     if kpi.kind == "count":
         get = _dims_getter(kpi.dimensions)
 
@@ -110,8 +118,12 @@ def _adder(i: int, kpi: Kpi) -> Adder:
 
         return add_sum
 
+    builtin = field in _BUILTIN
+
     def add_top(day: DayKpis, ev: StoredEvent) -> None:  # kind == "top"
-        member = dimension_value(ev, field)
+        member = ev.payload.get(field) if not builtin else None
+        if type(member) is not str:  # identifiers are strings: the rest is rare
+            member = dimension_value(ev, field)
         if member is not None:
             k = (i, member)
             day.top[k] = day.top.get(k, 0) + 1

@@ -27,9 +27,9 @@ import redis
 
 from aggregator import maintenance, metrics
 from aggregator.backlog import pending_total
-from aggregator.effects import Plan
+from aggregator.effects import ENTRY_DECODER, Plan
 from schemas import keyspace, profiles
-from schemas.catalog import STORED_LIST_DECODER, StoredEvent
+from schemas.catalog import StoredEvent
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -350,7 +350,7 @@ class Worker:
                 rows.append(("dead", eid, 0, 0))
                 continue
             try:
-                events = STORED_LIST_DECODER.decode(fields[b"e"])
+                events = ENTRY_DECODER.decode(fields[b"e"])
                 applied, late = plan.add(events)
             except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
                 kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
