@@ -31,7 +31,7 @@ from collector.sanitize import TooDeep, sanitize
 from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
 from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent
-from schemas.days import to_ms
+from schemas.days import EPOCH, MS, to_ms
 from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
@@ -41,7 +41,6 @@ IDENTIFIER_FIELDS = frozenset(
 )
 PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
-_EXACT = 2**31  # see schemas.days.to_ms: within +-2**31 s a float timestamp rounds exactly to us
 _NO_PAYLOAD: dict[str, object] = {}
 _PLAIN = (
     msgspec.inspect.StrType, msgspec.inspect.IntType, msgspec.inspect.BoolType,
@@ -325,8 +324,7 @@ class Validator:
             if values not in kind.checked and not kind.admit(values):
                 return None  # a pattern the catalog decode would have refused
             ts_utc = ev.ts_utc
-            t = ts_utc.timestamp()  # to_ms, inlined
-            ts_original = round(t * 1_000_000) // 1000 if -_EXACT < t < _EXACT else to_ms(ts_utc)
+            ts_original = (ts_utc - EPOCH) // MS  # to_ms, inlined
             ts = ts_original + skew_ms
             if ts > limit:  # rejected: the per-event path words it, below
                 future.append(index)
@@ -350,9 +348,10 @@ class Validator:
             session = session_alt = None
             sid = ev.session_id
             if sid is not None:
-                session = sessions.get(sid.int)
+                sid_int = sid.int
+                session = sessions.get(sid_int)
                 if session is None:
-                    session = sessions[sid.int] = digest(salt, str(sid))
+                    session = sessions[sid_int] = digest(salt, str(sid))
                     grown += 1
                 if name == "session_end" and epoch and ts - epoch * period < grace:
                     previous = salts.get(epoch - 1)
@@ -376,15 +375,15 @@ class Validator:
                 else:
                     client_ms = to_ms(client_ts)
                     client_ts = True if client_ms == ts_original else client_ms
-            eid = ev.event_id.int
+            eid = ev.event_id.int.to_bytes(16, "big")
             row: tuple[Any, ...] = (
-                Ext(EVENT_ID_EXT, eid.to_bytes(16, "big")), name, version, ts,
+                Ext(EVENT_ID_EXT, eid), name, version, ts,
                 None if skew_ms == 0 else ts_original, received_ms, village, ev.app_version,
                 ev.platform, session, session_alt, client_ts, payload,
             )
             if historical:
                 row += (True,)
-            item = ("%032x" % eid, encode(row))
+            item = (eid.hex(), encode(row))
             bucket = by_shard.get(shard)
             if bucket is None:
                 by_shard[shard] = [item]
