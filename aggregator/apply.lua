@@ -66,6 +66,44 @@ local function complete(state, sketch, s, e)
   end
 end
 
+-- a session start (the duration is keyed by the start's day); h = its state's HMGET d s e
+local function session_start(state, ts, sketch, h)
+  if not h[1] and not h[2] then
+    local e = h[3]
+    if e then
+      complete(state, sketch, ts, e)
+    else
+      redis.call('HSET', state, 's', ts)
+      redis.call('EXPIRE', state, session_ttl)
+    end
+  end
+end
+
+-- a session end. alt (nil = none) is the state under the previous salt epoch; candidates are the
+-- sketches of the two days the start can be on, by day number
+local function session_end(state, alt, ts, candidates)
+  local function try(key)
+    local h = redis.call('HMGET', key, 'd', 'e', 's')
+    if h[1] or h[2] then
+      return true
+    end
+    local s = h[3]
+    if s then
+      complete(key, candidates[math.floor(tonumber(s) / DAY)], s, ts)
+      return true
+    end
+    return false
+  end
+  if not try(state) and not (alt and try(alt)) then
+    redis.call('HSET', state, 'e', ts)
+    redis.call('EXPIRE', state, session_ttl)
+    if alt then
+      redis.call('HSET', alt, 'e', ts)
+      redis.call('EXPIRE', alt, session_ttl)
+    end
+  end
+end
+
 local i = 1
 local n = #ops
 while i <= n do
@@ -97,54 +135,43 @@ while i <= n do
     redis.call('HINCRBY', stats, 'late', ops[i + 3])
     i = i + 4
   elseif op == 'S' then
-    -- S state ts sketch: a session start (the duration is keyed by the start's day)
+    -- S state ts sketch: a session start
     local state = KEYS[ops[i + 1]]
-    local ts = ops[i + 2]
-    local sketch = KEYS[ops[i + 3]]
-    local h = redis.call('HMGET', state, 'd', 's', 'e')
-    if not h[1] and not h[2] then
-      local e = h[3]
-      if e then
-        complete(state, sketch, ts, e)
-      else
-        redis.call('HSET', state, 's', ts)
-        redis.call('EXPIRE', state, session_ttl)
-      end
-    end
+    session_start(state, ops[i + 2], KEYS[ops[i + 3]], redis.call('HMGET', state, 'd', 's', 'e'))
     i = i + 4
   elseif op == 'F' then
     -- F state alt ts day_a sketch_a day_b sketch_b: a session end. alt (0 = none) is the state
     -- under the previous salt epoch; the sketches are the candidates for the start's day.
-    local state = KEYS[ops[i + 1]]
-    local alt_idx = ops[i + 2]
-    local ts = ops[i + 3]
-    local candidates = {
-      [ops[i + 4]] = KEYS[ops[i + 5]],
-      [ops[i + 6]] = KEYS[ops[i + 7]],
-    }
-    local function try(key)
-      local h = redis.call('HMGET', key, 'd', 'e', 's')
-      if h[1] or h[2] then
-        return true
-      end
-      local s = h[3]
-      if s then
-        complete(key, candidates[math.floor(tonumber(s) / DAY)], s, ts)
-        return true
-      end
-      return false
-    end
     local alt = nil
-    if alt_idx > 0 then alt = KEYS[alt_idx] end
-    if not try(state) and not (alt and try(alt)) then
-      redis.call('HSET', state, 'e', ts)
-      redis.call('EXPIRE', state, session_ttl)
-      if alt then
-        redis.call('HSET', alt, 'e', ts)
-        redis.call('EXPIRE', alt, session_ttl)
-      end
-    end
+    if ops[i + 2] > 0 then alt = KEYS[ops[i + 2]] end
+    session_end(KEYS[ops[i + 1]], alt, ops[i + 3],
+      {[ops[i + 4]] = KEYS[ops[i + 5]], [ops[i + 6]] = KEYS[ops[i + 7]]})
     i = i + 8
+  elseif op == 'B' then
+    -- B state ts_s sketch_s ts_e day_a sketch_a day_b sketch_b: a start and then its end (no alt),
+    -- nothing else on the state in between: exactly S then F. On a fresh state that is s and d
+    -- stored and the duration counted: HMGET, HSET, EXPIRE instead of six commands.
+    local state = KEYS[ops[i + 1]]
+    local ts_s = ops[i + 2]
+    local ts_e = ops[i + 4]
+    local candidates = {[ops[i + 5]] = KEYS[ops[i + 6]], [ops[i + 7]] = KEYS[ops[i + 8]]}
+    local h = redis.call('HMGET', state, 'd', 's', 'e')
+    if not h[1] and not h[2] and not h[3] then
+      redis.call('HSET', state, 's', ts_s, 'd', 1)
+      redis.call('EXPIRE', state, session_ttl)
+      local sketch = candidates[math.floor(ts_s / DAY)]
+      if sketch then
+        local dur = ts_e - ts_s
+        if dur < 0 then dur = 0 end
+        add_duration(sketch, dur)
+      else
+        redis.call('HINCRBY', stats, 'sessions_out_of_range', 1)
+      end
+    else
+      session_start(state, ts_s, KEYS[ops[i + 3]], h)
+      session_end(state, nil, ts_e, candidates)
+    end
+    i = i + 9
   else
     return redis.error_reply('unknown op ' .. tostring(op))
   end

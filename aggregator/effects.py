@@ -115,6 +115,10 @@ class Plan:
         self.sketches: dict[int, int] = {}  # day number -> key index of the day's duration sketch
         self.late: list[StoredEvent] = []
         self._session_prefix = keyspace.session_state(shard, "")
+        # session ops in event order; a start whose end follows in the plan with no other op on
+        # its state in between becomes one B op (the start, then the end, in one step)
+        self.session_ops: list[list[str | int]] = []
+        self._opened: dict[int, int] = {}  # state key index -> its still unpaired S op
 
     def _day(self, dn: int) -> _Day:
         day = self.days[dn] = _Day(day_of_number(dn))  # raises for a time beyond the calendar
@@ -129,7 +133,6 @@ class Plan:
     def add(self, events: Sequence[StoredEvent]) -> tuple[int, int]:
         """Accumulate one entry's events; returns (applied, late) of this entry."""
         fx = self.fx
-        ops = fx.ops
         key = fx.key
         days = self.days
         late = self.late
@@ -137,6 +140,8 @@ class Plan:
         window = self.late_window_ms
         sessions = not self.rebuild
         prefix = self._session_prefix
+        sessions_ops = self.session_ops
+        opened = self._opened
         n_late = 0
         dn_last = None
         day = base = villages = None
@@ -164,11 +169,22 @@ class Plan:
             if ev.session is None or not sessions:
                 continue
             if name == "session_start":
-                ops += ["S", key(prefix + ev.session), ts, self._sketch(dn)]
+                state = key(prefix + ev.session)
+                if opened.pop(state, None) is None:
+                    opened[state] = len(sessions_ops)  # may pair with its end below
+                sessions_ops.append(["S", state, ts, self._sketch(dn)])
             elif name == "session_end":
                 state = key(prefix + ev.session)
                 alt = key(prefix + ev.session_alt) if ev.session_alt else 0
-                ops += ["F", state, alt, ts, dn, self._sketch(dn), dn - 1, self._sketch(dn - 1)]
+                at = opened.pop(state, None)
+                if alt:
+                    opened.pop(alt, None)
+                end = [dn, self._sketch(dn), dn - 1, self._sketch(dn - 1)]
+                if at is not None and not alt:
+                    start = sessions_ops[at]
+                    sessions_ops[at] = ["B", state, start[2], start[3], ts, *end]
+                else:
+                    sessions_ops.append(["F", state, alt, ts, *end])
         applied = len(events) - n_late
         fx.applied += applied
         fx.late += n_late
@@ -178,6 +194,8 @@ class Plan:
         """Append the merged aggregate ops; the plan is done."""
         fx = self.fx
         ops = fx.ops
+        for op in self.session_ops:
+            ops += op
         shard = self.shard
         for day in self.days.values():
             dau = fx.key(keyspace.dau(shard, day.name))
