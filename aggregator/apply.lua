@@ -35,6 +35,18 @@ local ops = cmsgpack.unpack(ARGV[6])
 local stats = KEYS[2]
 local DAY = 86400000
 
+-- add to several integer counters of one hash: one HMGET and one HSET (each HINCRBY on a small,
+-- listpack-encoded hash costs a scan of it); values stay exact as Lua numbers below 2^53
+local function hadd(key, fields, bys)
+  local cur = redis.call('HMGET', key, unpack(fields))
+  local args = {}
+  for j = 1, #fields do
+    args[2 * j - 1] = fields[j]
+    args[2 * j] = (tonumber(cur[j]) or 0) + bys[j]
+  end
+  redis.call('HSET', key, unpack(args))
+end
+
 -- sketch increments are only written, never read here: merged and written once at the end
 local sketches = {}
 local function add_duration(sketch, dur)
@@ -113,6 +125,16 @@ while i <= n do
     local cnt = ops[i + 2]
     redis.call('PFADD', KEYS[ops[i + 1]], unpack(ops, i + 3, i + 2 + cnt))
     i = i + 3 + cnt
+  elseif op == 'H' then
+    -- H key count field by...: small counters (event counts), one read and one write
+    local cnt = ops[i + 2]
+    local fields, bys = {}, {}
+    for j = 1, cnt do
+      fields[j] = ops[i + 1 + 2 * j]
+      bys[j] = ops[i + 2 + 2 * j]
+    end
+    hadd(KEYS[ops[i + 1]], fields, bys)
+    i = i + 3 + 2 * cnt
   elseif op == 'I' then
     -- I key field by: counters
     redis.call('HINCRBY', KEYS[ops[i + 1]], ops[i + 2], ops[i + 3])
@@ -177,9 +199,12 @@ while i <= n do
   end
 end
 for sketch, acc in pairs(sketches) do
+  local fields, bys = {}, {}
   for field, by in pairs(acc) do
-    redis.call('HINCRBY', sketch, field, by)
+    fields[#fields + 1] = field
+    bys[#bys + 1] = by
   end
+  hadd(sketch, fields, bys)
   redis.call('EXPIRE', sketch, ttl)
 end
 return 1

@@ -42,6 +42,22 @@ def _payload_value(value: Any) -> str | None:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+COUNTER_CHUNK = 500  # fields per H op, well under Lua's unpack limit
+
+
+def emit_counters(ops: list[Any], key: int, fields: list[tuple[str, int]]) -> None:
+    """H ops: counters of one hash incremented by one HMGET and one HSET per chunk of fields.
+
+    For counters that stay far below 2**53 (event counts, durations in ms): the script adds in
+    Lua numbers. One HINCRBY per field cost ~10 us each on a hash small enough to be a listpack.
+    """
+    for start in range(0, len(fields), COUNTER_CHUNK):
+        part = fields[start : start + COUNTER_CHUNK]
+        ops += ["H", key, len(part)]
+        for field, by in part:
+            ops += (field, by)
+
+
 def lua_int(n: int) -> int | str:
     """An increment as the ops carry it: a number when a double holds it exactly, else its text."""
     return n if -EXACT < n < EXACT else str(n)
@@ -167,6 +183,7 @@ class KpiIndex:
         written: set[str] = set()
         persistent: set[str] = set()  # all-time tables: no TTL
         hincr: dict[tuple[str, str], int] = {}
+        sums: dict[tuple[str, str], int] = {}  # scaled sums: any size, one HINCRBY each
         zincr: dict[tuple[str, str], int] = {}
         ops = fx.ops
         for day, acc, base in days:
@@ -195,8 +212,8 @@ class KpiIndex:
                         hincr[f] = hincr.get(f, 0) + n
             for i, (total, n) in acc.sums.items():
                 key = keyspace.kpi(shard, self.kpis[i].name, day)
-                hincr[(key, "sum")] = hincr.get((key, "sum"), 0) + total
-                hincr[(key, "n")] = hincr.get((key, "n"), 0) + n
+                sums[(key, "sum")] = sums.get((key, "sum"), 0) + total
+                sums[(key, "n")] = sums.get((key, "n"), 0) + n
             for i, members in acc.uniques.items():
                 key = keyspace.kpi(shard, self.kpis[i].name, day)
                 ordered = list(members)
@@ -212,7 +229,13 @@ class KpiIndex:
                     total_key = keyspace.kpi_all_time(shard, kpi.name)
                     persistent.add(total_key)
                     zincr[(total_key, member)] = zincr.get((total_key, member), 0) + n
+        by_key: dict[str, list[tuple[str, int]]] = {}
         for (key, field), by in hincr.items():
+            by_key.setdefault(key, []).append((field, by))
+        for key, fields in by_key.items():
+            emit_counters(ops, fx.key(key), fields)
+            written.add(key)
+        for (key, field), by in sums.items():
             ops += ["I", fx.key(key), field, lua_int(by)]
             written.add(key)
         for (key, member), by in zincr.items():

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from aggregator.declared import DayKpis, index
+from aggregator.declared import DayKpis, emit_counters, index
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent
 from schemas.days import DAY_MS, day_of_number
@@ -211,10 +211,7 @@ class Plan:
                 field = f"{name}@{hour:02d}"
                 hours[field] = hours.get(field, 0) + n
                 totals[name] = totals.get(name, 0) + n
-            for field, n in hours.items():
-                ops += ["I", counts, field, n]
-            for name, n in totals.items():
-                ops += ["I", counts, name, n]
+            emit_counters(ops, counts, [*hours.items(), *totals.items()])
             ops += ["E", counts]
         self.kpi_index.emit(fx, shard, ((d.name, d.kpis, d.base) for d in self.days.values()), PFADD_CHUNK)
         if fx.applied and not self.rebuild:
