@@ -43,7 +43,7 @@ ERRORS = Counter(
 )
 BATCH_SECONDS = Histogram(
     "analytics_aggregator_batch_seconds",
-    "Time to apply one batch read from a stream",
+    "Time to apply one read (the batches of every shard it returned)",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 

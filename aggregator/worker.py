@@ -234,7 +234,14 @@ class Worker:
             count=self.settings.read_count,
             block=self.settings.block_ms if block else None,
         )
-        return self.process_many([(name.decode(), entries) for name, entries in reply or [] if entries])
+        batches = [(name.decode(), entries) for name, entries in reply or [] if entries]
+        if batches and len(batches[-1][1]) >= 8:
+            # the server applies a shard while this process builds the next, but the last one is
+            # waited for: split it so that only its last quarter is
+            name, entries = batches.pop()
+            cut = len(entries) * 3 // 4
+            batches += [(name, entries[:cut]), (name, entries[cut:])]
+        return self.process_many(batches)
 
     def _claim_due(self) -> bool:
         return time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 4000
