@@ -29,7 +29,6 @@ from aggregator import maintenance, metrics
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
 from schemas import keyspace, profiles
-from schemas.catalog import StoredEvent
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -40,7 +39,9 @@ APPLY_LUA = Path(__file__).with_name("apply.lua").read_text()
 DEAD_LETTER_LUA = Path(__file__).with_name("deadletter.lua").read_text()
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 OPS_ENCODER = msgspec.msgpack.Encoder()
-Good = tuple[str, Any, list[StoredEvent], int, int]  # entry id, fields, events, applied, late
+# entry id, fields, applied, late: the decoded events are not kept (a read's would all be in memory
+# at once); the rare entry-by-entry retry decodes them again
+Good = tuple[str, Any, int, int]
 
 
 def _read(conn: Any) -> Any:
@@ -78,6 +79,7 @@ class _Prepared:
         self.rows: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
         self.good: list[Good] = []  # entries in the merged plan
         self.merged = False
+        self.sent = 0  # commands sent
         self.results: list[Any] = []
 
 
@@ -315,11 +317,13 @@ class Worker:
         try:
             for stream, entries in batches:
                 prep = self._prepare(stream, entries, redelivered)
-                if prep.commands.stack:
+                prep.sent = len(prep.commands.stack)
+                if prep.sent:
                     conn.send_packed_command(conn.pack_commands(prep.commands.stack))
+                    prep.commands.stack.clear()  # the ops are the server's now
                 prepared.append(prep)
             for prep in prepared:
-                prep.results = [_read(conn) for _ in prep.commands.stack]
+                prep.results = [_read(conn) for _ in range(prep.sent)]
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse it
             raise
@@ -365,7 +369,7 @@ class Worker:
                 rows.append(("dead", eid, 0, 0))
                 plan = self._replan(shard, good)  # the failed add may have left part of its effects
                 continue
-            good.append((eid, fields, events, applied, late))
+            good.append((eid, fields, applied, late))
         if len(good) == 1:
             self._apply_one(cmds, plan, good[0], rows)
         elif good:
@@ -382,7 +386,7 @@ class Worker:
             outcome = results.pop()
             if outcome == 1:
                 retry = []
-                self._count_applied(label, sum(g[3] for g in good), sum(g[4] for g in good))
+                self._count_applied(label, sum(g[2] for g in good), sum(g[3] for g in good))
             elif isinstance(outcome, Exception):
                 log.warning("merged apply of %d entries of %s failed (%s); applying them one by one",
                             len(good), prep.stream, outcome)
@@ -394,7 +398,7 @@ class Worker:
             rows: list[tuple[str, str, int, int]] = []
             for g in retry:
                 one = Plan(prep.shard, self.settings.late_window_ms, self.kpis)
-                one.add(g[2])
+                one.add(ENTRY_DECODER.decode(g[1][b"e"]))
                 self._apply_one(pipe, one, g, rows)
             self._tally(prep.stream, label, rows, pipe.execute(raise_on_error=False) if rows else [])
         self.processed += len(prep.entries)
@@ -403,11 +407,11 @@ class Worker:
     def _replan(self, shard: int, good: list[Good]) -> Plan:
         plan = Plan(shard, self.settings.late_window_ms, self.kpis)
         for g in good:
-            plan.add(g[2])  # succeeded before, so it does again
+            plan.add(ENTRY_DECODER.decode(g[1][b"e"]))  # succeeded before, so it does again
         return plan
 
     def _apply_one(self, pipe: Any, plan: Plan, g: Good, rows: list[tuple[str, str, int, int]]) -> None:
-        eid, fields, _, applied, late = g
+        eid, fields, applied, late = g
         error = self._call(pipe, plan, eid)
         if error is None:
             rows.append(("apply", eid, applied, late))
