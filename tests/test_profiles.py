@@ -22,8 +22,10 @@ from schemas.sketch import exact_quantile
 from scripts.seed_traffic import profile_events
 from scripts.simulate import batch
 from tests.conftest import JWT_SECRET, WRITE_KEY
+from tests.test_privacy_collector import everything
 
 HOUR = 3_600_000
+FREE_TEXT = frozenset({"query", "booking_id"})  # what the generators send as text or personal ids
 BUILTIN = {"platform": "platform", "app_version": "app_version", "event_name": "event_name"}
 
 
@@ -87,6 +89,14 @@ def test_profile_kpis_match_ground_truth(
             assert resp.status_code == 202, resp.text
             assert resp.json()["rejected"] == [], resp.json()["rejected"][:3]
     Worker(r, settings, consumer="profile-test").run(burst=True)
+
+    # nothing raw at rest: no actor id, and no value of a field the profile hashes (free text)
+    blob = b"\n".join(everything(r))
+    assert b"analytics:{s" in blob
+    raw = {e["anon_village_id"] for e in events}
+    private = FREE_TEXT | profile.hashed_fields
+    raw |= {str(e["payload"][f]) for e in events for f in private if f in e["payload"]}
+    assert [v for v in raw if v.encode() in blob] == []
 
     days = sorted({_day(e) for e in events})
 
