@@ -13,6 +13,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from kpi_api import queries
 from schemas import keyspace
 from schemas.kpis import Kpi
 from schemas.settings import Settings
@@ -58,21 +59,7 @@ async def uniques_total(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]
 
 
 async def _hashes(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[dict[str, int]]:
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.hgetall(keyspace.kpi(shard, kpi.name, d.isoformat()))
-        replies = await pipe.execute()
-    n = s.stream_shards
-    merged: list[dict[str, int]] = []
-    for i in range(len(days)):
-        acc: dict[str, int] = {}
-        for h in replies[i * n : (i + 1) * n]:
-            for k, v in h.items():
-                key = k.decode()
-                acc[key] = acc.get(key, 0) + int(v)
-        merged.append(acc)
-    return merged
+    return await queries.summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, kpi.name, day))
 
 
 async def breakdown(
@@ -151,8 +138,6 @@ async def read(
     metric: str = "avg",
 ) -> list[Row]:
     """Any declared KPI as a daily series (or a breakdown with ``group_by``)."""
-    from kpi_api import queries  # base aggregates
-
     if kpi.kind == "uniques":
         if kpi.field:
             return await uniques(r, s, kpi, days)

@@ -46,42 +46,41 @@ def _next_id(last: bytes) -> str:
     return f"{ms}-{int(seq) + 1}"
 
 
+def _plan(s: Settings, start: date, end: date, event_type: str | None) -> tuple[Filter, str, str]:
+    """What to keep, and the stream ID range each shard is read over."""
+    lo, hi, id_lo, id_hi = bounds(s, start, end)
+    return event_filter(lo, hi, event_type), f"{id_lo}-0", f"{id_hi}-18446744073709551615"
+
+
+def _page(entries: list[Any], keep: Filter, chunk: int) -> tuple[list[StoredEvent], str | None]:
+    """One XRANGE page: the events kept, and the ID to read from next (None: the shard is done)."""
+    out = [ev for _, fields in entries for ev in STORED_LIST_DECODER.decode(fields[b"e"]) if keep(ev)]
+    return out, _next_id(entries[-1][0]) if len(entries) == chunk else None
+
+
 async def scan(r: aredis.Redis, s: Settings, start: date, end: date,
                event_type: str | None) -> AsyncIterator[list[StoredEvent]]:
-    lo, hi, id_lo, id_hi = bounds(s, start, end)
-    keep = event_filter(lo, hi, event_type)
+    keep, first, last = _plan(s, start, end, event_type)
     for shard in range(s.stream_shards):
-        cursor = f"{id_lo}-0"
-        while True:
-            entries = await r.xrange(keyspace.stream(shard), min=cursor, max=f"{id_hi}-18446744073709551615",
-                                     count=s.export_chunk)
-            if not entries:
-                break
-            out = [ev for _, fields in entries for ev in STORED_LIST_DECODER.decode(fields[b"e"]) if keep(ev)]
+        cursor: str | None = first
+        while cursor is not None:
+            entries = await r.xrange(keyspace.stream(shard), min=cursor, max=last, count=s.export_chunk)
+            out, cursor = _page(entries, keep, s.export_chunk)
             if out:
                 yield out
-            if len(entries) < s.export_chunk:
-                break
-            cursor = _next_id(entries[-1][0])
 
 
 def scan_sync(r: redis.Redis, s: Settings, start: date, end: date,
               event_type: str | None) -> Iterator[list[StoredEvent]]:
-    lo, hi, id_lo, id_hi = bounds(s, start, end)
-    keep = event_filter(lo, hi, event_type)
+    """``scan`` for the XLSX writer, which runs in a worker thread."""
+    keep, first, last = _plan(s, start, end, event_type)
     for shard in range(s.stream_shards):
-        cursor = f"{id_lo}-0"
-        while True:
-            entries = r.xrange(keyspace.stream(shard), min=cursor, max=f"{id_hi}-18446744073709551615",
-                               count=s.export_chunk)
-            if not entries:
-                break
-            out = [ev for _, fields in entries for ev in STORED_LIST_DECODER.decode(fields[b"e"]) if keep(ev)]
+        cursor: str | None = first
+        while cursor is not None:
+            entries = r.xrange(keyspace.stream(shard), min=cursor, max=last, count=s.export_chunk)
+            out, cursor = _page(entries, keep, s.export_chunk)
             if out:
                 yield out
-            if len(entries) < s.export_chunk:
-                break
-            cursor = _next_id(entries[-1][0])
 
 
 def iso(ms: int | None) -> str:

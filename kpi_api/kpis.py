@@ -308,11 +308,7 @@ async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) 
     if kind == "duration":
         merged = Sketch()
         for sk in await queries.sketches_per_day(r, s, days):
-            merged.n += sk.n
-            merged.sum_ms += sk.sum_ms
-            merged.zero += sk.zero
-            for i, c in sk.buckets.items():
-                merged.buckets[i] = merged.buckets.get(i, 0) + c
+            merged.absorb(sk)
         return queries.sketch_value(merged, q.metric)
     counters = await queries.counters_per_day(r, s, days)
     if kind == "count":

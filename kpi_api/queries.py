@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import redis.asyncio as aredis
 
@@ -14,53 +16,56 @@ from schemas.sketch import Sketch
 Series = list[dict[str, object]]
 
 
-async def daily_uniques(r: aredis.Redis, s: Settings, start: date, end: date) -> Series:
-    days = days_between(start, end)
+async def per_day(
+    r: aredis.Redis, s: Settings, days: list[date], command: Callable[[Any, int, date], Any]
+) -> list[list[Any]]:
+    """Run ``command(pipe, shard, day)`` for every day and shard in one round trip; the replies
+    grouped per day (one per shard, in shard order)."""
     async with r.pipeline(transaction=False) as pipe:
         for d in days:
             for shard in range(s.stream_shards):
-                pipe.pfcount(keyspace.dau(shard, d.isoformat()))
-        counts = await pipe.execute()
+                command(pipe, shard, d)
+        replies = await pipe.execute()
     n = s.stream_shards
+    return [replies[i * n : (i + 1) * n] for i in range(len(days))]
+
+
+async def summed_hashes(
+    r: aredis.Redis, s: Settings, days: list[date], key: Callable[[int, str], str]
+) -> list[dict[str, int]]:
+    """Each day's hash ``key(shard, day)``, its fields summed over the shards."""
+    out: list[dict[str, int]] = []
+    for hashes in await per_day(r, s, days, lambda p, shard, d: p.hgetall(key(shard, d.isoformat()))):
+        merged: dict[str, int] = {}
+        for h in hashes:
+            for k, v in h.items():
+                field = k.decode() if isinstance(k, bytes) else k
+                merged[field] = merged.get(field, 0) + int(v)
+        out.append(merged)
+    return out
+
+
+async def daily_uniques(r: aredis.Redis, s: Settings, start: date, end: date) -> Series:
+    days = days_between(start, end)
+    counts = await per_day(r, s, days, lambda p, shard, d: p.pfcount(keyspace.dau(shard, d.isoformat())))
     # villages are partitioned by shard, so the shards' sets are disjoint and their counts add
-    return [{"date": d.isoformat(), "value": sum(counts[i * n : (i + 1) * n])} for i, d in enumerate(days)]
+    return [{"date": d.isoformat(), "value": sum(c)} for d, c in zip(days, counts)]
 
 
 async def daily_count(r: aredis.Redis, s: Settings, event_name: str, start: date, end: date) -> Series:
     days = days_between(start, end)
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.hget(keyspace.counts(shard, d.isoformat()), event_name)
-        values = await pipe.execute()
-    n = s.stream_shards
-    return [
-        {"date": d.isoformat(), "value": sum(int(v or 0) for v in values[i * n : (i + 1) * n])}
-        for i, d in enumerate(days)
-    ]
+    values = await per_day(
+        r, s, days, lambda p, shard, d: p.hget(keyspace.counts(shard, d.isoformat()), event_name)
+    )
+    return [{"date": d.isoformat(), "value": sum(int(v or 0) for v in vs)} for d, vs in zip(days, values)]
 
 
 async def session_duration(
     r: aredis.Redis, s: Settings, metric: str, start: date, end: date
 ) -> Series:
     days = days_between(start, end)
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.hgetall(keyspace.session_sketch(shard, d.isoformat()))
-        hashes = await pipe.execute()
-    n = s.stream_shards
-    out: Series = []
-    for i, d in enumerate(days):
-        sketch = Sketch()
-        for h in hashes[i * n : (i + 1) * n]:
-            sketch.merge(h)
-        if metric == "avg":
-            ms = sketch.average_ms()
-        else:
-            ms = sketch.quantile_ms(0.5 if metric == "p50" else 0.95)
-        out.append({"date": d.isoformat(), "value": round(ms / 1000, 3)})
-    return out
+    sketches = await sketches_per_day(r, s, days)
+    return [{"date": d.isoformat(), "value": sketch_value(sk, metric)} for d, sk in zip(days, sketches)]
 
 
 # -- building blocks for the generic KPI routes ---------------------------------------------
@@ -83,45 +88,23 @@ async def distinct_uniques(r: aredis.Redis, s: Settings, days: list[date]) -> in
 
 async def rolling_uniques(r: aredis.Redis, s: Settings, days: list[date], window: int) -> list[int]:
     """For each day, villages active in the ``window`` days ending that day (WAU: 7, MAU: 30)."""
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.pfcount(*[keyspace.dau(shard, (d - timedelta(days=i)).isoformat()) for i in range(window)])
-        counts = await pipe.execute()
-    n = s.stream_shards
-    return [int(sum(counts[i * n : (i + 1) * n])) for i in range(len(days))]
+    counts = await per_day(r, s, days, lambda p, shard, d: p.pfcount(
+        *[keyspace.dau(shard, (d - timedelta(days=i)).isoformat()) for i in range(window)]))
+    return [int(sum(c)) for c in counts]
 
 
 async def counters_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[dict[str, int]]:
     """Every counter field (``<event>`` and ``<event>@<HH>``) of each day, summed over the shards."""
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.hgetall(keyspace.counts(shard, d.isoformat()))
-        hashes = await pipe.execute()
-    n = s.stream_shards
-    out: list[dict[str, int]] = []
-    for i in range(len(days)):
-        merged: dict[str, int] = {}
-        for h in hashes[i * n : (i + 1) * n]:
-            for k, v in h.items():
-                field = k.decode() if isinstance(k, bytes) else k
-                merged[field] = merged.get(field, 0) + int(v)
-        out.append(merged)
-    return out
+    return await summed_hashes(r, s, days, keyspace.counts)
 
 
 async def sketches_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[Sketch]:
-    async with r.pipeline(transaction=False) as pipe:
-        for d in days:
-            for shard in range(s.stream_shards):
-                pipe.hgetall(keyspace.session_sketch(shard, d.isoformat()))
-        hashes = await pipe.execute()
-    n = s.stream_shards
     out = []
-    for i in range(len(days)):
+    for hashes in await per_day(
+        r, s, days, lambda p, shard, d: p.hgetall(keyspace.session_sketch(shard, d.isoformat()))
+    ):
         sketch = Sketch()
-        for h in hashes[i * n : (i + 1) * n]:
+        for h in hashes:
             sketch.merge(h)
         out.append(sketch)
     return out

@@ -45,6 +45,14 @@ class Sketch:
                 idx = int(key[1:])
                 self.buckets[idx] = self.buckets.get(idx, 0) + val
 
+    def absorb(self, other: Sketch) -> None:
+        """Merge another merged view into this one (e.g. the days of a range)."""
+        self.n += other.n
+        self.sum_ms += other.sum_ms
+        self.zero += other.zero
+        for i, c in other.buckets.items():
+            self.buckets[i] = self.buckets.get(i, 0) + c
+
     def add(self, value_ms: int) -> None:
         """Pure-Python insert, for ground truth in tests and benchmarks."""
         self.n += 1

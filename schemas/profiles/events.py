@@ -7,12 +7,11 @@ the profile's ``hashed_fields`` and stored only as a keyed HMAC.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 import msgspec
 
-from schemas.catalog import Event, SessionEndPayload, SessionStartPayload, Token
+from schemas.catalog import Event, SessionEnd, SessionStart, Token
 
 PagePath = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_\-./]{0,127}$")]
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -80,23 +79,9 @@ def _event(name: str, payload: type[_P]) -> type[Event]:
     )
 
 
-class SessionStart(Event, kw_only=True):
-    event_name: Literal["session_start"]
-    event_version: Literal[1]
-    session_id: uuid.UUID
-    payload: SessionStartPayload = msgspec.field(default_factory=SessionStartPayload)
-
-
-class SessionEnd(Event, kw_only=True):
-    event_name: Literal["session_end"]
-    event_version: Literal[1]
-    session_id: uuid.UUID
-    payload: SessionEndPayload = msgspec.field(default_factory=SessionEndPayload)
-
-
 def catalog(*events: tuple[str, type[_P]], sessions: bool = False) -> dict[tuple[str, int], type[Event]]:
     out: dict[tuple[str, int], type[Event]] = {(name, 1): _event(name, p) for name, p in events}
-    if sessions:
+    if sessions:  # the village catalog's own session events, shared by every profile
         out[("session_start", 1)] = SessionStart
         out[("session_end", 1)] = SessionEnd
     return out
