@@ -11,20 +11,12 @@ As PostHog's historical-migration mode, it is meant for a one-off load, not for 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from collector.auth import admin_only
-from collector.ingest import accept, admit, read_batch
+from collector.ingest import admit, receive
 
 
 async def import_history(request: Request) -> Response:
     refused = admin_only(request, request.app.state.settings) or await admit(request)
-    if refused is not None:
-        return refused
-    batch = await read_batch(request)
-    if isinstance(batch, Response):
-        return batch
-    result = await accept(request, batch.events, batch.sent_at, historical=True)
-    if isinstance(result, Response):
-        return result
-    return JSONResponse(result.body(), status_code=202)
+    return refused if refused is not None else await receive(request, historical=True)

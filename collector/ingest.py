@@ -156,14 +156,17 @@ async def read_batch(request: Request) -> Batch | Response:
     return batch
 
 
-async def ingest(request: Request) -> Response:
-    refused = await admit(request)
-    if refused is not None:
-        return refused
+async def receive(request: Request, historical: bool = False) -> Response:
+    """The admitted request's batch through ``accept``: 202 with the result, or what refused it."""
     batch = await read_batch(request)
     if isinstance(batch, Response):
         return batch
-    result = await accept(request, batch.events, batch.sent_at)
+    result = await accept(request, batch.events, batch.sent_at, historical)
     if isinstance(result, Response):
         return result
     return JSONResponse(result.body(), status_code=202)
+
+
+async def ingest(request: Request) -> Response:
+    refused = await admit(request)
+    return refused if refused is not None else await receive(request)

@@ -84,31 +84,6 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "503": _error("Store unavailable or backpressure", retry_after=True),
         },
     },
-    ("/internal/analytics/import", "post"): {
-        "summary": "Import history older than the late window (admin JWT)",
-        "description": (
-            "Same body and answers as POST /api/analytics/events; the events are applied whatever "
-            "their age, and re-importing them is answered as duplicates for the retention period."
-        ),
-        "security": [{"bearer": []}],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ref("Batch")}},
-        },
-        "responses": {
-            "202": {
-                "description": "Stored (accepted or duplicate); rejected events listed",
-                "content": {"application/json": {"schema": _ref("IngestResult")}},
-            },
-            "400": _error("Malformed body"),
-            "401": _error("Missing or invalid bearer token"),
-            "403": _error("Role is not admin"),
-            "413": _error("Body over the cap or batch over MAX_BATCH_SIZE"),
-            "415": _error("Not application/json, or an unsupported Content-Encoding"),
-            "429": _error("Over RATE_LIMIT_PER_MINUTE", retry_after=True),
-            "503": _error("Store unavailable or backpressure", retry_after=True),
-        },
-    },
     ("/internal/analytics/debug/recent-events", "get"): {
         "summary": "The last accepted events, pseudonymised (admin JWT)",
         "security": [{"bearer": []}],
@@ -137,6 +112,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/openapi.json", "get"): {
         "summary": "This document",
         "responses": {"200": {"description": "OpenAPI 3.1"}},
+    },
+}
+
+
+_INGEST = OPERATIONS[("/api/analytics/events", "post")]
+OPERATIONS[("/internal/analytics/import", "post")] = {
+    **_INGEST,
+    "summary": "Import history older than the late window (admin JWT)",
+    "description": (
+        "Same body and answers as POST /api/analytics/events; the events are applied whatever "
+        "their age, and re-importing them is answered as duplicates for the retention period."
+    ),
+    "security": [{"bearer": []}],
+    "parameters": [p for p in _INGEST["parameters"] if p["name"] == "Content-Encoding"],
+    "responses": {
+        **{k: v for k, v in _INGEST["responses"].items() if k != "204"},
+        "401": _error("Missing or invalid bearer token"),
+        "403": _error("Role is not admin"),
     },
 }
 
