@@ -177,7 +177,7 @@ def parse(request: Request, kpi: KPI) -> Query:
         known = profiles.event_names(request.app.state.settings.analytics_profile)
         if event_name not in known:
             raise BadRequest(f"unknown event_name {event_name!r}; known: {', '.join(known)}")
-    if granularity == "hour" and group_by is not None and group_by not in REGISTRY.get(kpi.name, kpi).group_by:
+    if granularity == "hour" and _declared_only(kpi, group_by):
         raise BadRequest(f"group_by={group_by!r} is kept per day only: use granularity=day")
     if granularity == "hour" and (end - start).days + 1 > 92:
         raise BadRequest("granularity=hour allows at most 92 days")
@@ -191,7 +191,7 @@ def _event_fields(counters: dict[str, int], only: str | None) -> dict[str, int]:
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     kind = q.kpi.kind
     days = q.days
-    if kind == "declared" or _declared_breakdown(q):
+    if kind == "declared" or _declared_only(q.kpi, q.group_by):
         return await _declared_series(r, s, q)
     if kind == "uniques":
         return await queries.daily_uniques(r, s, q.start, q.end)
@@ -235,11 +235,11 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
 
 
-def _declared_breakdown(q: Query) -> bool:
-    """A built-in broken down by a dimension only its declaration keeps (events by platform)."""
-    return (q.kpi.spec is not None and q.group_by is not None
-            and q.group_by in q.kpi.spec.dimensions and q.group_by != q.kpi.forced_group
-            and q.group_by not in REGISTRY.get(q.kpi.name, q.kpi).group_by)
+def _declared_only(kpi: KPI, group_by: str | None) -> bool:
+    """A built-in broken down by a dimension that only the profile's declaration keeps, per day
+    (events by platform), not the built-in's own counters."""
+    return (group_by is not None and kpi.spec is not None
+            and group_by not in REGISTRY.get(kpi.name, kpi).group_by)
 
 
 async def _declared_series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:

@@ -3,6 +3,7 @@ and compute their ground truth independently of the pipeline."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,6 +43,16 @@ def load(settings: Settings, redis_url: str, events: list[dict[str, Any]]) -> No
         Worker(client, settings, consumer="t").run(burst=True)
     finally:
         client.close()
+
+
+class Clock:
+    """An injectable clock (epoch seconds) for the KPI API: tests move time instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def auth(role: str = "staff", subject: str = "tester") -> dict[str, str]:

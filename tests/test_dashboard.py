@@ -3,6 +3,7 @@ follows the date range, shows the empty and error states, and renders a non-blan
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import struct
@@ -10,14 +11,16 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from schemas import tokens
+from schemas import profiles, tokens
 from schemas.settings import Settings
+from scripts.seed_traffic import profile_events
 from scripts.simulate import generate
 from tests import services
 from tests.conftest import JWT_SECRET
@@ -86,21 +89,14 @@ def wait_state(page: Any, states: str) -> str:
     return page.eval_on_selector("#status", "e => e.dataset.state + ': ' + e.textContent")
 
 
-def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_url: str, r: redis.Redis,
-                               rng: random.Random, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def dashboard_page(env: dict[str, str]) -> Iterator[tuple[Any, list[str], str]]:
+    """A KPI API process and the dashboard open in headless Chromium with a staff token:
+    (page, the page's script errors, the API's URL)."""
     from playwright.sync_api import sync_playwright
 
-    now = int(time.time() * 1000)
-    events = generate(villages=80, sessions=300, start_ms=now - 40 * HOUR, end_ms=now - 5 * HOUR,
-                      seed=rng.randrange(1 << 30))
-    load(settings, redis_url, events)
-    t = truth(events)
-    first_day = min(t.villages)
     api = services.kpi_api(env)
     try:
-        page_resp = httpx.get(api.url + "/dashboard")
-        assert page_resp.status_code == 200 and "chart.umd.min.js" in page_resp.text
-        assert httpx.get(api.url + "/dashboard/assets/chart.umd.min.js").status_code == 200, "run npm ci"
         token = tokens.issue(JWT_SECRET, "staff", "browser-test")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -109,85 +105,95 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(f"{api.url}/dashboard#token={token}")
-                status = wait_state(page, "ready|empty|error")
-                assert status.startswith("ready"), status
-                assert "#token" not in page.url  # the fragment is stored, then dropped from the URL
-                wide = chart_data(page)
-                assert set(wide) >= {"chart-active", "chart-session", "chart-dialogue", "chart-command",
-                                     "chart-types", "chart-heatmap"}
-                dia_days = page.evaluate("() => window.dashboard.charts['chart-dialogue'].data.labels")
-                shown = dict(zip(dia_days, wide["chart-dialogue"][0]))
-                for d, counts in t.counts.items():
-                    assert shown[d] == counts["dialogue_open"], (d, shown)
-                cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
-                assert "dialogue-opens" in cards
-                # the profile's declared KPIs: a daily trend (seed 003: commands) and a top-N table
-                assert page.input_value("#trend-kpi") == "commands-by-name"
-                trend_days = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
-                trend = dict(zip(trend_days, wide["chart-trend"][0]))
-                for d, counts in t.counts.items():
-                    assert trend[d] == counts["command_executed"], (d, trend)
-                assert page.input_value("#top-kpi") == "dialogues-by-id"
-                opened = Counter(e["payload"]["dialogue_id"] for e in events if e["event_name"] == "dialogue_open")
-                top10 = sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-                table = page.eval_on_selector_all(
-                    "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-                assert table == [[k, f"{v:,}"] for k, v in top10], table
-
-                shot = tmp_path / "dashboard.png"
-                page.screenshot(path=str(shot), full_page=True)
-                width, height, ch, px = png_pixels(shot.read_bytes())
-                sample = px[:: ch * 97]
-                mean = sum(sample) / len(sample)
-                variance = sum((v - mean) ** 2 for v in sample) / len(sample)
-                assert width >= 1000 and variance > 100, variance
-                distinct = {px[i : i + 3] for i in range(0, len(px), ch * 31)}
-                assert len(distinct) > 50, len(distinct)
-
-                # one day only: the charts follow the range
-                page.fill("#start", first_day)
-                page.fill("#end", first_day)
-                page.click("#apply")
-                wait_state(page, "ready|empty|error")
-                page.wait_for_function(
-                    f"() => window.dashboard.charts['chart-dialogue'].data.labels.join() === {first_day!r}")
-                narrow = chart_data(page)
-                assert narrow != wide
-                assert narrow["chart-dialogue"] == [[t.counts[first_day]["dialogue_open"]]]
-
-                # a range with no events: the empty state
-                page.fill("#start", "2020-01-01")
-                page.fill("#end", "2020-01-07")
-                page.click("#apply")
-                assert wait_state(page, "empty|error").startswith("empty")
-
-                # end before start: the API's 400 shows as the error state
-                page.fill("#start", "2020-01-07")
-                page.fill("#end", "2020-01-01")
-                page.click("#apply")
-                status = wait_state(page, "error")
-                assert "400" in status and "before" in status, status
-
-                # a wrong token: the error state asks for a staff token
-                page.evaluate("() => localStorage.setItem('villageAnalyticsToken', 'garbage')")
-                page.reload()
-                status = wait_state(page, "error")
-                assert "401" in status and "token" in status, status
-                page.screenshot(path=str(tmp_path / "dashboard-error.png"))
-                assert not errors, errors
+                yield page, errors, api.url
             finally:
                 browser.close()
     finally:
         api.stop()
 
 
+def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_url: str, r: redis.Redis,
+                               rng: random.Random, tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    events = generate(villages=80, sessions=300, start_ms=now - 40 * HOUR, end_ms=now - 5 * HOUR,
+                      seed=rng.randrange(1 << 30))
+    load(settings, redis_url, events)
+    t = truth(events)
+    first_day = min(t.villages)
+    with dashboard_page(env) as (page, errors, url):
+        page_resp = httpx.get(url + "/dashboard")
+        assert page_resp.status_code == 200 and "chart.umd.min.js" in page_resp.text
+        assert httpx.get(url + "/dashboard/assets/chart.umd.min.js").status_code == 200, "run npm ci"
+        status = wait_state(page, "ready|empty|error")
+        assert status.startswith("ready"), status
+        assert "#token" not in page.url  # the fragment is stored, then dropped from the URL
+        wide = chart_data(page)
+        assert set(wide) >= {"chart-active", "chart-session", "chart-dialogue", "chart-command",
+                             "chart-types", "chart-heatmap"}
+        dia_days = page.evaluate("() => window.dashboard.charts['chart-dialogue'].data.labels")
+        shown = dict(zip(dia_days, wide["chart-dialogue"][0]))
+        for d, counts in t.counts.items():
+            assert shown[d] == counts["dialogue_open"], (d, shown)
+        cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
+        assert "dialogue-opens" in cards
+        # the profile's declared KPIs: a daily trend (seed 003: commands) and a top-N table
+        assert page.input_value("#trend-kpi") == "commands-by-name"
+        trend_days = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
+        trend = dict(zip(trend_days, wide["chart-trend"][0]))
+        for d, counts in t.counts.items():
+            assert trend[d] == counts["command_executed"], (d, trend)
+        assert page.input_value("#top-kpi") == "dialogues-by-id"
+        opened = Counter(e["payload"]["dialogue_id"] for e in events if e["event_name"] == "dialogue_open")
+        top10 = sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        table = page.eval_on_selector_all(
+            "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        assert table == [[k, f"{v:,}"] for k, v in top10], table
+
+        shot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        width, height, ch, px = png_pixels(shot.read_bytes())
+        sample = px[:: ch * 97]
+        mean = sum(sample) / len(sample)
+        variance = sum((v - mean) ** 2 for v in sample) / len(sample)
+        assert width >= 1000 and variance > 100, variance
+        distinct = {px[i : i + 3] for i in range(0, len(px), ch * 31)}
+        assert len(distinct) > 50, len(distinct)
+
+        # one day only: the charts follow the range
+        page.fill("#start", first_day)
+        page.fill("#end", first_day)
+        page.click("#apply")
+        wait_state(page, "ready|empty|error")
+        page.wait_for_function(
+            f"() => window.dashboard.charts['chart-dialogue'].data.labels.join() === {first_day!r}")
+        narrow = chart_data(page)
+        assert narrow != wide
+        assert narrow["chart-dialogue"] == [[t.counts[first_day]["dialogue_open"]]]
+
+        # a range with no events: the empty state
+        page.fill("#start", "2020-01-01")
+        page.fill("#end", "2020-01-07")
+        page.click("#apply")
+        assert wait_state(page, "empty|error").startswith("empty")
+
+        # end before start: the API's 400 shows as the error state
+        page.fill("#start", "2020-01-07")
+        page.fill("#end", "2020-01-01")
+        page.click("#apply")
+        status = wait_state(page, "error")
+        assert "400" in status and "before" in status, status
+
+        # a wrong token: the error state asks for a staff token
+        page.evaluate("() => localStorage.setItem('villageAnalyticsToken', 'garbage')")
+        page.reload()
+        status = wait_state(page, "error")
+        assert "401" in status and "token" in status, status
+        page.screenshot(path=str(tmp_path / "dashboard-error.png"))
+        assert not errors, errors
+
+
 def test_dashboard_follows_the_profile_seed000_install_trends_and_top_servers(
         env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from schemas import profiles
-    from scripts.seed_traffic import profile_events
-
     env = {**env, "ANALYTICS_PROFILE": "seed000"}
     settings = Settings.from_env(env)
     now = int(time.time() * 1000)
@@ -195,33 +201,20 @@ def test_dashboard_follows_the_profile_seed000_install_trends_and_top_servers(
                             end_ms=now - 5 * HOUR, seed=rng.randrange(1 << 30))
     load(settings, redis_url, events)
     installs = [e for e in events if e["event_name"] == "server_installed"]
-    api = services.kpi_api(env)
-    try:
-        token = tokens.issue(JWT_SECRET, "staff", "browser-test")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1300})
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"{api.url}/dashboard#token={token}")
-                status = wait_state(page, "ready|empty|error")
-                assert status.startswith("ready"), status  # seed-003 charts absent, not an error
-                assert page.inner_text("#trend-title") == "Install trends"
-                assert page.input_value("#trend-kpi") == "installs"
-                labels = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
-                shown = dict(zip(labels, chart_data(page)["chart-trend"][0]))
-                per_day = Counter(day(ms(e["ts_utc"])) for e in installs)
-                assert {d: v for d, v in shown.items() if v} == dict(per_day)
-                table = page.eval_on_selector_all(
-                    "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
-                by_server = Counter(e["payload"]["server_id"] for e in installs)
-                top10 = sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-                assert table == [[k, f"{v:,}"] for k, v in top10], table
-                cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
-                assert "dialogue-opens" not in cards and "events" in cards
-                assert not errors, errors
-            finally:
-                browser.close()
-    finally:
-        api.stop()
+    with dashboard_page(env) as (page, errors, url):
+        status = wait_state(page, "ready|empty|error")
+        assert status.startswith("ready"), status  # seed-003 charts absent, not an error
+        assert page.inner_text("#trend-title") == "Install trends"
+        assert page.input_value("#trend-kpi") == "installs"
+        labels = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
+        shown = dict(zip(labels, chart_data(page)["chart-trend"][0]))
+        per_day = Counter(day(ms(e["ts_utc"])) for e in installs)
+        assert {d: v for d, v in shown.items() if v} == dict(per_day)
+        table = page.eval_on_selector_all(
+            "#top-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        by_server = Counter(e["payload"]["server_id"] for e in installs)
+        top10 = sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        assert table == [[k, f"{v:,}"] for k, v in top10], table
+        cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
+        assert "dialogue-opens" not in cards and "events" in cards
+        assert not errors, errors

@@ -22,17 +22,9 @@ from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate
 from tests.conftest import JWT_SECRET
-from tests.kpi_helpers import HOUR, auth, close, day, load, truth
+from tests.kpi_helpers import HOUR, Clock, auth, close, day, load, truth
 
 KPIS = "/internal/analytics/kpis"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
