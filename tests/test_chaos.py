@@ -11,63 +11,22 @@ import random
 import signal
 import threading
 import time
-from collections import defaultdict
-from datetime import datetime
-from typing import Any
 
 import httpx
 import redis
 
 from schemas import tokens
-from schemas.days import DAY_MS, day_of_number
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import batch, generate
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.services import Service, aggregator, collector, kpi_api, wait_drained
+from tests.kpi_helpers import truth
 from tests.streamfeed import dead_letters, pending_of, stat
 from tests.workerprocs import heartbeat_pid, wait_for
 
 HOUR = 3_600_000
 TARGET = 200_000
-
-
-def ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
-_DAYS: dict[int, str] = {}
-
-
-def day(ts: int) -> str:
-    n = ts // DAY_MS
-    if n not in _DAYS:
-        _DAYS[n] = day_of_number(n)
-    return _DAYS[n]
-
-
-def ground_truth(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    villages: dict[str, set[str]] = defaultdict(set)
-    starts: dict[str, int] = {}
-    ends: dict[str, int] = {}
-    for ev in events:
-        ts = ms(ev["ts_utc"])
-        counts[ev["event_name"]][day(ts)] += 1
-        villages[day(ts)].add(ev["anon_village_id"])
-        if ev["event_name"] == "session_start":
-            starts[ev["session_id"]] = ts
-        elif ev["event_name"] == "session_end":
-            ends[ev["session_id"]] = ts
-    durations: dict[str, list[int]] = defaultdict(list)
-    for sid, start in starts.items():
-        durations[day(start)].append(ends[sid] - start)  # keyed by the start's day
-    return {
-        "dialogue-opens": dict(counts["dialogue_open"]),
-        "command-executions": dict(counts["command_executed"]),
-        "daily-active-villages": {d: len(v) for d, v in villages.items()},
-        "durations": dict(durations),
-    }
 
 
 class Monkey(threading.Thread):
@@ -117,7 +76,7 @@ def test_chaos_kills_lose_and_double_count_nothing(
     events = generate(villages=4000, sessions=26_500, start_ms=now - 45 * HOUR, end_ms=now - 4 * HOUR - 60_000, seed=seed)
     assert len(events) >= TARGET
     random.Random(seed).shuffle(events)  # starts and ends arrive in any order, in any request
-    truth = ground_truth(events)
+    t = truth(events)
 
     services: list[Service] = [collector(env), kpi_api(env)]
     col, api = services
@@ -147,7 +106,7 @@ def test_chaos_kills_lose_and_double_count_nothing(
         assert monkey.kills >= 6
         print(f"chaos: {monkey.kills} kills, {len(events)} events")
 
-        days = sorted(truth["daily-active-villages"])
+        days = sorted(t.villages)
         token = tokens.issue(JWT_SECRET, role="staff")
 
         def series(kpi: str, **extra: str) -> dict[str, float]:
@@ -159,15 +118,17 @@ def test_chaos_kills_lose_and_double_count_nothing(
             assert resp.status_code == 200, resp.text
             return {p["date"]: p["value"] for p in resp.json()}
 
-        for kpi in ("dialogue-opens", "command-executions"):
+        for kpi, name in (("dialogue-opens", "dialogue_open"), ("command-executions", "command_executed")):
+            want = {d: c[name] for d, c in t.counts.items() if c[name]}
             got = series(kpi)
-            assert {d: got[d] for d in truth[kpi]} == truth[kpi], kpi
-            assert sum(got.values()) == sum(truth[kpi].values())
+            assert {d: got[d] for d in want} == want, kpi
+            assert sum(got.values()) == sum(want.values())
         dau = series("daily-active-villages")
-        for d, exact in truth["daily-active-villages"].items():
+        for d, active in t.villages.items():
+            exact = len(active)
             assert abs(dau[d] - exact) <= 0.02 * exact, (d, dau[d], exact)
         avg, p50, p95 = (series("session-duration", metric=m) for m in ("avg", "p50", "p95"))
-        for d, durations in truth["durations"].items():
+        for d, durations in t.durations.items():
             exact_avg = sum(durations) / len(durations) / 1000
             assert abs(avg[d] - exact_avg) <= 0.005 * exact_avg, (d, avg[d], exact_avg)
             for got, q in ((p50, 0.5), (p95, 0.95)):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter, defaultdict
 from datetime import datetime, timezone
 
 import httpx
@@ -20,36 +19,10 @@ from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate
 from tests import services
 from tests.conftest import JWT_SECRET, WRITE_KEY
+from tests.kpi_helpers import day, ms, truth
 
 HOUR = 3_600_000
 WINDOW_H = 72  # wide enough that the on-time events always cover three UTC days
-
-
-def ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def day(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
-def ground_truth(events: list[dict]) -> dict[str, dict]:
-    villages: dict[str, set[str]] = defaultdict(set)
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    starts: dict[str, int] = {}
-    ends: dict[str, int] = {}
-    for ev in events:
-        ts = ms(ev["ts_utc"])
-        villages[day(ts)].add(ev["anon_village_id"])
-        counts[day(ts)][ev["event_name"]] += 1
-        if ev["event_name"] == "session_start":
-            starts[ev["session_id"]] = ts
-        elif ev["event_name"] == "session_end":
-            ends[ev["session_id"]] = ts
-    durations: dict[str, list[int]] = defaultdict(list)
-    for sid, start in starts.items():
-        durations[day(start)].append(max(0, ends[sid] - start))
-    return {"villages": villages, "counts": counts, "durations": durations}
 
 
 def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Random) -> None:
@@ -92,9 +65,9 @@ def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Ra
             assert again == {"accepted": 0, "duplicates": len(batches[0]), "rejected": []}
         services.wait_drained(r, settings)
 
-        truth = ground_truth(on_time)
-        days = sorted(set(truth["villages"]) | {day(ms(e["ts_utc"])) for e in late})
-        assert len(truth["villages"]) >= 3
+        t = truth(on_time)
+        days = sorted(set(t.villages) | {day(ms(e["ts_utc"])) for e in late})
+        assert len(t.villages) >= 3
         token = tokens.issue(JWT_SECRET, role="staff")
         with httpx.Client(base_url=kpi.url, headers={"Authorization": f"Bearer {token}"}) as k:
             def series(path: str) -> dict[str, float]:
@@ -118,11 +91,11 @@ def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Ra
         collector.stop()
 
     for d in days:
-        assert dialogue[d] == truth["counts"][d]["dialogue_open"], d
-        assert commands[d] == truth["counts"][d]["command_executed"], d
-        exact = len(truth["villages"][d])
+        assert dialogue[d] == t.counts[d]["dialogue_open"], d
+        assert commands[d] == t.counts[d]["command_executed"], d
+        exact = len(t.villages[d])
         assert abs(dav[d] - exact) <= max(0.02 * exact, 0), (d, dav[d], exact)
-        durations = truth["durations"][d]
+        durations = t.durations[d]
         if not durations:
             assert avg[d] == p50[d] == p95[d] == 0
             continue
