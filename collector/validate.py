@@ -193,12 +193,7 @@ class Validator:
             if type(payload) not in plain:  # encodes unlike its builtins, or has hashed fields
                 payload = to_builtins(payload)
                 if hashed:
-                    for key in hashed & payload.keys():
-                        value = payload[key]
-                        if isinstance(value, str) and value.startswith(PSEUDO):
-                            payload[key] = value.removeprefix(PSEUDO)
-                        elif value is not None:
-                            payload[key] = pseudo.memoised(salt, str(value))
+                    self._hash_fields(payload, salt)
             client_ts = ev.client_ts
             if client_ts is not None:
                 if client_ts == ts_utc:  # the same instant: the same milliseconds
@@ -364,15 +359,20 @@ class Validator:
         )
 
     async def _payload(self, event: Event, ts: int, received_ms: int) -> dict[str, object]:
-        """The payload as stored: the profile's identifier and free-text fields as keyed HMACs."""
         payload = msgspec.to_builtins(getattr(event, "payload", {}))
+        if self.hashed_fields:
+            self._hash_fields(payload, await self.pseudo.salt(self.pseudo.epoch(ts), received_ms))
+        return payload
+
+    def _hash_fields(self, payload: dict[str, object], salt: bytes) -> None:
+        """The profile's identifier and free-text fields as keyed HMACs under the event time's
+        salt, in place (a replayed dead-letter copy carries them already, as ``pseudo:`` values)."""
         for name in self.hashed_fields & payload.keys():
             value = payload[name]
-            if isinstance(value, str) and value.startswith(PSEUDO):  # replayed dead-letter copy
+            if isinstance(value, str) and value.startswith(PSEUDO):
                 payload[name] = value.removeprefix(PSEUDO)
             elif value is not None:
-                payload[name] = await self.pseudo.pseudonym(str(value), ts, received_ms)
-        return payload
+                payload[name] = self.pseudo.memoised(salt, str(value))
 
     async def rejection(
         self, index: int, raw: bytes | msgspec.Raw, checked: Checked, received_ms: int, skew_ms: int
