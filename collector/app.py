@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from collector.backpressure import Backpressure
+from collector.cors import cors_middleware
 from collector.history import import_history
 from collector.ingest import ingest
 from collector.metrics import Timing, metrics
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            *cors_middleware(settings),
             Middleware(ServerTime),
             Middleware(Timing, paths=frozenset(r.path for r in routes)),
         ],

@@ -71,6 +71,8 @@ class Settings:
     debug_buffer_size: int = 100  # recent accepted events kept per shard (0: off)
     debug_buffer_ttl_seconds: int = 3600
     deadletter_maxlen: int = 100_000
+    # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +138,7 @@ class Settings:
             debug_buffer_size=num("DEBUG_BUFFER_SIZE", d.debug_buffer_size),
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
+            allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
         )
 
     @property
