@@ -18,6 +18,7 @@ from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
 from collector.recent import recent_events
+from collector.sdk_asset import sdk_js
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/openapi.json", openapi),
+        Route("/sdk.js", sdk_js, methods=["GET"]),
+        Route("/sdk.js.map", sdk_js, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
