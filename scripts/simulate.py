@@ -13,8 +13,6 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
 COMMANDS = ("build", "harvest", "trade", "recruit", "upgrade", "explore")
 DIALOGUES = ("elder", "merchant", "blacksmith", "quest_board", "tutorial")
 PLATFORMS = ("ios", "android", "web")
@@ -99,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     names = [f"sim-village-{i}" for i in range(args.villages)]
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    with httpx.Client(base_url=args.url, headers={"X-Write-Key": args.write_key}, timeout=10) as client:
+    from analytics_client import Client  # sent through the Python SDK, as our users send
+
+    client = Client(args.url, args.write_key, flush_at=500, flush_interval=1.0, max_queue_size=200_000)
+    try:
         now = int(time.time() * 1000)
         span = int(args.backfill_hours * 3_600_000)
         history = [e for _ in range(int(args.rate * 60))
@@ -113,16 +114,13 @@ def main(argv: list[str] | None = None) -> None:
                 evs += session_events(rng.choice(names), now - d - rng.randint(0, 60_000), rng, d)
             _send(client, evs)
             time.sleep(1.0)
+    finally:
+        client.close()
 
 
-def _send(client: httpx.Client, events: list[dict[str, Any]]) -> None:
-    for i in range(0, len(events), 500):
-        try:
-            r = client.post("/api/analytics/events", json=batch(events[i : i + 500]))
-            if r.status_code >= 300:
-                print(f"simulator: collector answered {r.status_code}: {r.text[:200]}", flush=True)
-        except httpx.HTTPError as exc:
-            print(f"simulator: {exc.__class__.__name__}; retrying next tick", flush=True)
+def _send(client: Any, events: list[dict[str, Any]]) -> None:
+    for ev in events:
+        client.enqueue(ev)
 
 
 if __name__ == "__main__":
