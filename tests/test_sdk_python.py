@@ -127,8 +127,9 @@ def test_retries_keep_the_batch_and_ids_and_stamp_sent_at_each_time(
 def test_bounded_queue_drops_oldest_and_counts_while_the_collector_is_away(
         env: dict[str, str], settings: Settings, r: redis.Redis) -> None:
     port = services.free_port()  # nothing listens yet
+    # flush_at above what is tracked: no batch is cut meanwhile, so all 30 compete for the 10 places
     client = Client(f"http://127.0.0.1:{port}", WRITE_KEY, max_queue_size=10,
-                    **{**FAST, "flush_at": 5})
+                    **{**FAST, "flush_at": 50, "flush_interval": 60.0})
     try:
         client.identify("village-bounded")
         ids = [client.track("dialogue_open", {"dialogue_id": "elder"}) for _ in range(30)]
