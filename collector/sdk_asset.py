@@ -58,6 +58,7 @@ def _load(path: Path) -> Built | None:
 
 
 async def sdk_js(request: Request) -> Response:
+    """The browser SDK, one script defining the global Analytics (cacheable: ETag, 304 on If-None-Match)."""
     name, media_type = BUILT[request.url.path]
     built = _load(SDK_DIR / "dist" / name)
     if built is None:
