@@ -84,10 +84,14 @@ def import_marker_ttl(settings: Settings) -> int:
 class Result:
     accepted: int = 0
     duplicates: int = 0
+    late: int = 0  # of the accepted: already past the late window, stored but never counted
     rejected: list[dict[str, object]] = field(default_factory=list)
 
     def body(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {
+            "accepted": self.accepted, "duplicates": self.duplicates, "late": self.late,
+            "rejected": self.rejected,
+        }
 
 
 async def accept(
@@ -119,11 +123,13 @@ async def accept(
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())
     result.duplicates = sum(len(f) for f in flags.values()) - result.accepted
+    result.late = sum(flags[shard][i] for shard, positions in outcome.late.items() for i in positions)
     result.rejected = [
         {"index": r.index, "event_id": r.event_id, "errors": r.errors} for r in outcome.rejections
     ]
     metrics.ACCEPTED.inc(result.accepted)
     metrics.DUPLICATES.inc(result.duplicates)
+    metrics.LATE.inc(result.late)
     metrics.BATCH_SIZE.observe(len(raw_events))
     for r in outcome.rejections:
         metrics.REJECTED.labels(r.reason).inc()

@@ -11,6 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ACCEPTED = Counter("collector_events_accepted_total", "Events stored in the stream")
 DUPLICATES = Counter("collector_events_duplicate_total", "Events answered as duplicates")
+LATE = Counter(
+    "collector_events_late_total",
+    "Accepted events already past LATE_WINDOW_HOURS on arrival: stored, never counted in a KPI",
+)
 REJECTED = Counter(
     "collector_events_rejected_total",
     "Events rejected to the dead-letter stream, by reason",

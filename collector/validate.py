@@ -52,6 +52,15 @@ def _located(index: int, exc: Exception) -> str:
 class Outcome:
     by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
     rejections: list[Rejection] = field(default_factory=list)
+    # per shard, the positions in by_shard[shard] of events already past the late window on
+    # arrival: stored (and kept aside by the workers), but never counted; the answer says how many
+    late: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, shard: int, item: Encoded, late: bool) -> None:
+        bucket = self.by_shard.setdefault(shard, [])
+        if late:
+            self.late.setdefault(shard, []).append(len(bucket))
+        bucket.append(item)
 
 
 @dataclass
@@ -106,10 +115,14 @@ class Validator:
             checked = await self.check(index, raw, received_ms, skew_ms)
             if checked.stored is not None:
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
+
+    def _late(self, ts: int, received_ms: int, historical: bool) -> bool:
+        """Past the late window on arrival (the workers' rule, ``aggregator.effects.is_late``)."""
+        return not historical and ts < received_ms - self.settings.late_window_ms
 
     async def _batch(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool
@@ -144,6 +157,8 @@ class Validator:
         to_builtins = msgspec.to_builtins
         Ext = msgspec.msgpack.Ext
         by_shard: dict[int, list[Encoded]] = {}
+        late: dict[int, list[int]] = {}
+        oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
         future: list[int] = []
         last_salt = b""
         villages: dict[str, tuple[str, int]] = {}
@@ -212,17 +227,18 @@ class Validator:
             item = (eid.hex(), encode(row))
             bucket = by_shard.get(shard)
             if bucket is None:
-                by_shard[shard] = [item]
-            else:
-                bucket.append(item)
+                bucket = by_shard[shard] = []
+            if ts < oldest:
+                late.setdefault(shard, []).append(len(bucket))
+            bucket.append(item)
         self._grew(grown)
-        out = Outcome(by_shard=by_shard)
+        out = Outcome(by_shard=by_shard, late=late)
         for index in future:
             raw = raw_events[index]
             checked = await self.check(index, raw, received_ms, skew_ms)
             if checked.stored is not None:  # not reached: the same check rejects it
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
