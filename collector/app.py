@@ -19,6 +19,7 @@ from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
 from collector.recent import recent_events
 from collector.sdk_asset import sdk_js
+from collector.segment_api import routes as segment_routes
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi),
         Route("/sdk.js", sdk_js, methods=["GET"]),
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
+        *segment_routes(),  # Segment's Tracking API: /v1/batch, /v1/track, ... /v1/t
     ]
     app = Starlette(
         routes=routes,

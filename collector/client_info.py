@@ -57,3 +57,11 @@ def _device_type(device: str, os_family: str) -> str:
     if o in _DESKTOP_OS:
         return "desktop"
     return "other"
+
+
+def client_fields(ip: str | None, user_agent: str | None) -> dict[str, str]:
+    """What a route may record of its client: ``ip_address`` (masked) and the User-Agent's
+    ``browser``, ``os`` and ``device_type``; a catalog keeps those its payload declares."""
+    out = parse_user_agent(user_agent) if user_agent else {}
+    masked = mask_ip(ip)
+    return {**out, "ip_address": masked} if masked else dict(out)

@@ -73,6 +73,9 @@ class Settings:
     deadletter_maxlen: int = 100_000
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # Segment's Tracking API (/v1/...): its own limits, per message and per request (decoded)
+    segment_max_message_bytes: int = 32 * 1024
+    segment_max_batch_bytes: int = 500 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +142,8 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            segment_max_message_bytes=num("SEGMENT_MAX_MESSAGE_BYTES", d.segment_max_message_bytes),
+            segment_max_batch_bytes=num("SEGMENT_MAX_BATCH_BYTES", d.segment_max_batch_bytes),
         )
 
     @property
