@@ -189,7 +189,7 @@ class Mapper:
             "platform": platform(context),
             "payload": self._payload(kind, (name, version), message, properties, context, client_ip),
         }
-        if original is not None and ts != original:
+        if original is not None:
             out["client_ts"] = iso(original)
         session = session_id(properties.get("session_id", context.get("session_id")))
         if session is not None:
