@@ -44,7 +44,10 @@ _SUCCESS = {"success": True}
 
 def _segment_error(resp: Response) -> Response:
     """Our ``{"error", "detail"}`` with Segment's ``code`` and ``message`` beside them, which the
-    SDKs print when they log a refused request."""
+    SDKs print when they log a refused request. An opt-out (nothing stored, 204 elsewhere) is
+    Segment's 200: RudderStack's SDK takes only a 200 as delivered and would retry anything else."""
+    if resp.status_code == 204:
+        return JSONResponse(_SUCCESS)
     body = getattr(resp, "body", b"")
     try:
         content = msgspec.json.decode(body) if body else None

@@ -1,0 +1,130 @@
+"""Issue 12's acceptance: stock Segment and RudderStack SDKs, unmodified, against the running
+collector, workers and KPI API. Each SDK sends through a proxy that loses the collector's answer
+to its first batch, so the SDK retries a batch already stored; its error callback is never called,
+the KPIs equal the ground truth of what it was told to send (the retried batch counted once), and
+no trait, raw id or email of an identify is anywhere in Redis."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from schemas.settings import Settings
+from tests import services
+from tests.conftest import WRITE_KEY
+from tests.sdk_helpers import stored_ids
+from tests.segment_helpers import Plan, RetryProxy, assert_kpis_equal_truth, plan
+from tests.test_privacy_collector import everything
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_SCRIPT = Path(__file__).with_name("segment_node_send.mjs")
+
+
+class Pipeline:
+    def __init__(self, env: dict[str, str], r: redis.Redis) -> None:
+        self.env, self.r = env, r
+        self.settings = Settings.from_env(env)
+        self.collector = services.collector(env)
+        self.kpi = services.kpi_api(env)
+        self.worker = services.aggregator(env, "segment-sdk")
+
+    def stop(self) -> None:
+        assert self.worker.stop() == 0
+        self.kpi.stop()
+        self.collector.stop()
+
+    def check(self, p: Plan, proxy: RetryProxy) -> None:
+        """Every track stored once though the first batch went twice; KPIs and Redis as promised."""
+        posted = proxy.message_ids()
+        assert any(n > 1 for n in posted.values()), "the SDK did not retry the batch whose answer was lost"
+        assert len(posted) == len(p.messages)  # every message reached the collector
+        services.wait_drained(self.r, self.settings)
+        ids = stored_ids(self.r, self.settings)
+        assert sum(ids.values()) == p.tracks and set(ids.values()) == {1}
+        assert_kpis_equal_truth(self.kpi.url, p)
+        blob = b"\n".join(everything(self.r))
+        assert b"analytics:{s" in blob  # the scan saw the shard keys
+        for raw in (p.email, p.email.split("@")[0], *p.raw_ids):
+            assert raw.encode() not in blob, raw
+
+
+@pytest.fixture
+def pipeline(env: dict[str, str], r: redis.Redis) -> Iterator[Pipeline]:
+    from tests.sdk_helpers import APP
+
+    pipe = Pipeline({**env, "ANALYTICS_ALLOWED_ORIGINS": APP}, r)
+    try:
+        yield pipe
+    finally:
+        pipe.stop()
+
+
+def _python_sdk_send(client: Any, p: Plan) -> None:
+    for m in p.messages:
+        who = {"user_id": m.get("userId"), "anonymous_id": m.get("anonymousId")}
+        if m["type"] == "identify":
+            client.identify(traits=m["traits"], **who)
+        else:
+            client.track(event=m["event"], properties=m["properties"],
+                         timestamp=datetime.fromisoformat(m["timestamp"]), **who)
+
+
+@pytest.mark.parametrize("use_gzip", [False, True], ids=["plain", "gzip"])
+def test_segment_analytics_python(pipeline: Pipeline, rng: random.Random, use_gzip: bool) -> None:
+    from segment.analytics import Client
+
+    p = plan(rng)
+    errors: list[Any] = []
+    with RetryProxy(pipeline.collector.url) as proxy:
+        client = Client(WRITE_KEY, host=proxy.url, gzip=use_gzip, upload_size=25, upload_interval=0.1,
+                        on_error=lambda e, batch: errors.append(e), max_retries=5)
+        _python_sdk_send(client, p)
+        client.flush()
+        client.shutdown()
+    assert errors == []
+    assert all(post["status"] == 200 for post in proxy.posts)
+    pipeline.check(p, proxy)
+
+
+def test_rudder_sdk_python(pipeline: Pipeline, rng: random.Random) -> None:
+    import rudderstack.analytics as rudder_analytics
+
+    p = plan(rng)
+    errors: list[Any] = []
+    with RetryProxy(pipeline.collector.url) as proxy:
+        # the module-level configuration of RudderStack's README, gzip on by default
+        rudder_analytics.write_key = WRITE_KEY
+        rudder_analytics.dataPlaneUrl = proxy.url
+        rudder_analytics.on_error = lambda e, batch: errors.append(e)
+        try:
+            _python_sdk_send(rudder_analytics, p)
+            assert rudder_analytics.default_client.gzip
+            rudder_analytics.flush()
+            rudder_analytics.shutdown()
+        finally:
+            rudder_analytics.default_client = None
+    assert errors == []
+    pipeline.check(p, proxy)
+
+
+def test_segment_analytics_node(pipeline: Pipeline, rng: random.Random) -> None:
+    p = plan(rng)
+    with RetryProxy(pipeline.collector.url) as proxy:
+        run = subprocess.run(
+            ["node", str(NODE_SCRIPT)], cwd=ROOT, timeout=120, capture_output=True, text=True,
+            input=json.dumps({"writeKey": WRITE_KEY, "host": proxy.url, "messages": p.messages}),
+        )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["errors"] == []
+    assert result["delivered"] == len(p.messages)
+    assert {post["path"] for post in proxy.posts} == {"/v1/batch"}
+    pipeline.check(p, proxy)
