@@ -61,8 +61,12 @@ class RetryProxy:
                 if self.command == "POST" and self.path.startswith("/v1/"):
                     with proxy.lock:
                         raw = gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body
-                        proxy.posts.append({"path": self.path, "status": status, "body": json.loads(raw)})
+                        post = {"path": self.path, "status": status, "answered": status,
+                                "content_type": self.headers.get("content-type", ""),
+                                "body": json.loads(raw)}
+                        proxy.posts.append(post)
                         if status == 200 and proxy.fail > 0:
+                            post["answered"] = 503
                             proxy.fail -= 1
                             status = 503
                             content = b'{"error":"unavailable","detail":"proxy","code":"unavailable","message":"proxy"}'
@@ -90,6 +94,12 @@ class RetryProxy:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def delivered(self) -> set[str]:
+        """The messageIds of posts the SDK was answered 200 for."""
+        with self.lock:
+            posts = [post for post in self.posts if post["answered"] == 200]
+        return {msg["messageId"] for post in posts for msg in post["body"].get("batch", [post["body"]])}
 
     def message_ids(self) -> Counter[str]:
         """How many times each messageId was posted (retries included)."""

@@ -128,3 +128,86 @@ def test_segment_analytics_node(pipeline: Pipeline, rng: random.Random) -> None:
     assert result["delivered"] == len(p.messages)
     assert {post["path"] for post in proxy.posts} == {"/v1/batch"}
     pipeline.check(p, proxy)
+
+
+PAGE = """<!doctype html><html><head><script src="/analytics-next.js"></script></head><body>shop</body></html>"""
+
+# identify only once the tracks are delivered: analytics.js stamps the identified user on every call
+# it sends (or re-sends) after that
+IDENTIFY = """async (messages) => {
+  for (const m of messages.filter((m) => m.type === 'identify')) {
+    const ctx = await analytics.identify(m.userId, m.traits)
+    if (ctx.failedDelivery()) segmentErrors.push(String(ctx.failedDelivery().reason))
+  }
+}"""
+
+SEND_FROM_PAGE = """async ([writeKey, apiHost, strategy, messages]) => {
+  const errors = []
+  const segment = { apiHost, protocol: 'http' }
+  if (strategy === 'batching') segment.deliveryStrategy = { strategy: 'batching', config: { size: 10, timeout: 300 } }
+  const [analytics] = await AnalyticsBrowser.load(
+    // settings inline instead of the CDN's; no library telemetry
+    { writeKey, cdnSettings: { integrations: { 'Segment.io': { apiKey: writeKey } }, metrics: { sampleRate: 0 } } },
+    { integrations: { 'Segment.io': segment } },
+  )
+  analytics.on('error', (e) => errors.push(String(e && (e.reason || e.code) || e)))
+  const check = (ctxs) => ctxs.forEach((ctx) => { if (ctx.failedDelivery()) errors.push(String(ctx.failedDelivery().reason)) })
+  const tracks = messages.filter((m) => m.type === 'track').map((m) => analytics.track(
+    m.event, m.properties,
+    { ...(m.userId ? { userId: m.userId } : { anonymousId: m.anonymousId }),
+      timestamp: new Date(m.timestamp), context: { app: { version: '5.2.0' } } }))
+  check(await Promise.all(tracks))
+  window.analytics = analytics
+  window.segmentErrors = errors
+  return { errors, anonymousId: analytics.user().anonymousId() }
+}"""
+
+
+@pytest.mark.parametrize("strategy", ["standard", "batching"])
+def test_segment_analytics_next_in_chromium(pipeline: Pipeline, rng: random.Random, tmp_path: Path,
+                                            strategy: str) -> None:
+    from tests.sdk_helpers import APP, browser_context
+
+    bundle = tmp_path / "analytics-next.js"
+    esbuild = ROOT / "sdk" / "js" / "node_modules" / ".bin" / "esbuild"
+    subprocess.run([str(esbuild), str(Path(__file__).with_name("segment_browser_entry.js")), "--bundle",
+                    "--format=iife", "--target=es2019", "--log-level=warning", f"--outfile={bundle}"],
+                   cwd=ROOT, check=True, timeout=120)
+    p = plan(rng, tracks=40)
+    requests: list[str] = []
+    with RetryProxy(pipeline.collector.url) as proxy, browser_context() as ctx:
+        def serve(route: Any) -> None:
+            if route.request.url.endswith("/analytics-next.js"):
+                route.fulfill(status=200, content_type="text/javascript", body=bundle.read_bytes())
+            else:
+                route.fulfill(status=200, content_type="text/html", body=PAGE)
+
+        ctx.route(f"{APP}/**", serve)
+        ctx.on("request", lambda req: requests.append(req.url))
+        page = ctx.new_page()
+        page_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        page.goto(f"{APP}/")
+        page.wait_for_function("() => typeof AnalyticsBrowser === 'function'")
+        api_host = proxy.url.removeprefix("http://") + "/v1"
+        out = page.evaluate(SEND_FROM_PAGE, [WRITE_KEY, api_host, strategy, p.messages])
+
+        def wait_delivered(n: int) -> None:
+            for _ in range(600):
+                if len(proxy.delivered()) >= n:
+                    return
+                page.wait_for_timeout(100)
+
+        wait_delivered(p.tracks)
+        page.evaluate(IDENTIFY, p.messages)
+        wait_delivered(len(p.messages))
+        errors = page.evaluate("() => window.segmentErrors")
+    assert out["errors"] == [] and errors == [] and page_errors == []
+    assert len(proxy.delivered()) == len(p.messages)
+    paths = {post["path"] for post in proxy.posts}
+    assert paths == ({"/v1/t", "/v1/i"} if strategy == "standard" else {"/v1/b"})
+    assert {post["content_type"].split(";")[0] for post in proxy.posts} == {"text/plain"}
+    # nothing fetched from anywhere but the page and the collector (no CDN settings, no plugins)
+    assert all(u.startswith(APP) or u.startswith(proxy.url) for u in requests), requests
+    p.raw_ids.append(out["anonymousId"])
+    pipeline.check(p, proxy)
