@@ -13,7 +13,7 @@ from collector.backpressure import Backpressure
 from collector.cors import cors_middleware
 from collector.history import import_history
 from collector.ingest import ingest
-from collector.metrics import Timing, metrics
+from collector.metrics import Timing, metrics, serve_separately
 from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
@@ -38,9 +38,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.validator = Validator(settings, pseudonymizer)
         app.state.ratelimit = RateLimiter(client, settings, pseudonymizer)
         app.state.backpressure = Backpressure(client, settings)
+        stop_metrics = (
+            serve_separately(settings.collector_metrics_port, settings.host)
+            if settings.collector_metrics_port else None
+        )
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             await client.aclose()
 
     routes = [
@@ -49,11 +55,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/internal/analytics/debug/recent-events", recent_events),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/sdk.js", sdk_js, methods=["GET"]),
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
     ]
+    if not settings.collector_metrics_port:  # else only on that port, not the public one
+        routes.append(Route("/metrics", metrics))
     app = Starlette(
         routes=routes,
         middleware=[

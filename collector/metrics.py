@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest, start_http_server
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schemas.service import metrics_denied
 
 ACCEPTED = Counter("collector_events_accepted_total", "Events stored in the stream")
 DUPLICATES = Counter("collector_events_duplicate_total", "Events answered as duplicates")
@@ -38,7 +41,23 @@ LATENCY = Histogram(
 
 
 async def metrics(request: Request) -> Response:
+    denied = metrics_denied(request)
+    if denied is not None:
+        return denied
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def serve_separately(port: int, host: str) -> Callable[[], None]:
+    """``/metrics`` on its own port (``COLLECTOR_METRICS_PORT``), e.g. one only the monitoring
+    network reaches; returns the function that stops it."""
+    server, thread = start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 class Timing:

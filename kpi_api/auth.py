@@ -37,7 +37,8 @@ def authenticate(request: Request, roles: tuple[str, ...]) -> tuple[str, dict[st
     if token is None:
         raise HTTPError(401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"})
     try:
-        claims = tokens.verify(request.app.state.settings.jwt_secret_key, token, roles)
+        settings = request.app.state.settings
+        claims = tokens.verify(settings.jwt_secret_key, token, roles, max_age_s=settings.jwt_max_age_seconds)
     except tokens.TokenError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise HTTPError(exc.status, code, exc.detail) from None

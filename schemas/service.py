@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 import redis
@@ -31,6 +32,18 @@ async def readyz(request: Request) -> Response:
             headers={"Retry-After": "1"},
         )
     return JSONResponse({"status": "ready", "service": request.app.state.service, "version": __version__})
+
+
+def metrics_denied(request: Request) -> Response | None:
+    """The 401 for a ``/metrics`` scrape without ``METRICS_TOKEN`` (when one is set), else None."""
+    token = request.app.state.settings.metrics_token
+    if not token:
+        return None
+    given = request.headers.get("authorization", "")
+    if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return None
+    return error(401, "unauthorized", "metrics need Authorization: Bearer $METRICS_TOKEN",
+                 {"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 class ServerTime:
