@@ -22,7 +22,7 @@ from collector.sdk_asset import sdk_js
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
-from schemas.service import ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(Timing, paths=frozenset(r.path for r in routes)),
         ],
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
     app.state.service = "collector"

@@ -29,8 +29,9 @@ import msgspec
 import redis.asyncio as aredis
 
 from collector.privacy import Pseudonymizer
+from collector.redact import PSEUDO
 from collector.store import EventStore, Rejection
-from collector.validate import PSEUDO, Validator
+from collector.validate import Validator
 from schemas import keyspace
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.settings import Settings

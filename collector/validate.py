@@ -12,16 +12,15 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from collector import batch_decoder
 from collector.privacy import MEMO_MAX, Pseudonymizer
+from collector.redact import PSEUDO, Redactor, canonical_uuid, token_like
 from collector.sanitize import TooDeep, sanitize
 from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
@@ -30,11 +29,6 @@ from schemas.days import EPOCH, MS, to_ms
 from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
-IDENTIFIER_FIELDS = frozenset(
-    {"anon_village_id", "session_id", "user_id", "anonymous_id", "userId", "anonymousId",
-     "device_id", "ip"}
-)
-PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
 _NO_PAYLOAD: dict[str, object] = {}
 
@@ -83,6 +77,7 @@ class Validator:
         self.decoders = {key: msgspec.json.Decoder(struct) for key, struct in profile.events.items()}
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
+        self.redactor = Redactor(settings, pseudonymizer, profile.events, profile.hashed_fields)
         try:
             self.batch_decoder, self.batch_kinds = batch_decoder.tagged(profile.events)
         except (TypeError, ValueError):  # a catalog this cannot mirror: per-event path only
@@ -331,8 +326,9 @@ class Validator:
         out.name, out.version = env.event_name, env.event_version
         decoder = self.decoders.get((env.event_name, env.event_version))
         if decoder is None:
+            name = env.event_name if token_like(env.event_name) else "<not a name>"
             out.errors = [
-                f"$.events[{index}].event_name: unknown event {env.event_name!r} version "
+                f"$.events[{index}].event_name: unknown event {name!r} version "
                 f"{env.event_version} (catalog: {self.known})"
             ]
             out.reason = "unknown_event"
@@ -400,7 +396,7 @@ class Validator:
         return Rejection(
             index=index,
             event_id=_event_id(obj),
-            event_name=checked.name if isinstance(checked.name, str) else None,
+            event_name=checked.name if isinstance(checked.name, str) and token_like(checked.name) else None,
             event_version=checked.version if isinstance(checked.version, int) else None,
             errors=checked.errors,
             received=received_ms,
@@ -413,46 +409,10 @@ class Validator:
     async def _redacted(
         self, obj: dict[str, object] | None, received_ms: int, skew_ms: int
     ) -> dict[str, object] | None:
-        """What the dead-letter keeps of a bad event: identifiers pseudonymised, no free text.
-
-        Identifiers are hashed with the salt of the event's own time (when it can be read), as an
-        accepted event's would be, so that a replay stores the same pseudonyms.
-        """
+        """What the dead-letter keeps of a bad event (``collector/redact.py``: an allow-list)."""
         if obj is None:
             return None
-        ts = _ts_hint(obj.get("ts_utc"), skew_ms, received_ms)
-        try:
-            out = await self._scrub(None, obj, ts, received_ms, 0)
-        except TooDeep:
-            return None
-        return out if isinstance(out, dict) else None
-
-    async def _scrub(
-        self, key: str | None, value: object, ts: int, received_ms: int, depth: int
-    ) -> object:
-        if depth > 8:
-            raise TooDeep("nested too deeply")
-        hashed = key in IDENTIFIER_FIELDS or key in self.hashed_fields
-        if hashed and not isinstance(value, dict | list):
-            text = str(value)
-            if text.startswith(PSEUDO):  # a replayed copy: already a pseudonym
-                return text if _token_like(text) else None
-            return PSEUDO + await self.pseudo.pseudonym(text, ts, received_ms)
-        if isinstance(value, dict):
-            return {
-                str(k)[:64]: await self._scrub(str(k), v, ts, received_ms, depth + 1)
-                for k, v in list(value.items())[:50]
-                if v is not None
-            }
-        if isinstance(value, list):
-            return [
-                await self._scrub(key, v, ts, received_ms, depth + 1)
-                for v in value[:20]
-                if v is not None
-            ]
-        if isinstance(value, str):
-            return value if _token_like(value) else f"<redacted {len(value)} chars>"
-        return value
+        return await self.redactor.copy(obj, skew_ms, received_ms)
 
 
 def _kind(exc: Exception) -> str:
@@ -471,26 +431,5 @@ def _object(raw: bytes | msgspec.Raw) -> dict[str, object] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _ts_hint(value: object, skew_ms: int, received_ms: int) -> int:
-    if isinstance(value, str):
-        try:
-            parsed = msgspec.convert(value, datetime)
-            if parsed.tzinfo is not None:
-                return to_ms(parsed) + skew_ms
-        except (msgspec.ValidationError, OverflowError):
-            pass
-    return received_ms
-
-
-def _token_like(value: str) -> bool:
-    return len(value) <= 64 and all(c.isalnum() or c in "_.:-+" for c in value)
-
-
 def _event_id(obj: dict[str, object] | None) -> str | None:
-    value = obj.get("event_id") if obj is not None else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return value if _token_like(value) else None
+    return canonical_uuid(obj.get("event_id")) if obj is not None else None

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from kpi_api import adjustable, dashboard, reports, routes
 from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
-from schemas.service import ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
         ],
         middleware=[Middleware(ServerTime)],
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings  # with an admin's run-time changes (kpi_api/adjustable.py)
     app.state.base_settings = settings

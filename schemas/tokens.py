@@ -41,13 +41,17 @@ def verify(
         raise TokenError(401, "bearer tokens are not accepted: JWT_SECRET_KEY is not set")
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
-    except jwt.PyJWTError as exc:
-        raise TokenError(401, f"invalid bearer token: {exc}") from None
+    except jwt.ExpiredSignatureError:
+        raise TokenError(401, "invalid token: expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(401, f"invalid token: no {exc.claim!r} claim") from None
+    except jwt.PyJWTError:  # the decoder's own words can quote the bytes it choked on
+        raise TokenError(401, "invalid token") from None
     if max_age_s is not None:
         start = claims.get("iat")
         start = start if isinstance(start, int | float) else time.time()
         if float(claims["exp"]) - float(start) > max_age_s:  # type: ignore[arg-type]
-            raise TokenError(401, f"token lives longer than JWT_MAX_AGE_SECONDS={max_age_s}: issue one with an earlier exp")
+            raise TokenError(401, f"invalid token: lives longer than JWT_MAX_AGE_SECONDS={max_age_s}, issue one with an earlier exp")
     if roles is not None and claims.get("role") not in roles:
         raise TokenError(403, f"role {claims.get('role')!r} may not use this route")
     return claims
