@@ -45,8 +45,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/api/admin/analytics/active-users/", reports.active_users),
             Route("/api/admin/analytics/top-services/", reports.top_services),
             Route("/api/admin/analytics/export/", reports.admin_export),
-            Route("/dashboard", dashboard.page),
-            Route("/dashboard/assets/{name}", dashboard.asset),
+            *(dashboard.ROUTES if settings.dashboard_enabled else ()),  # DASHBOARD_ENABLED
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

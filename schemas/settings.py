@@ -68,6 +68,7 @@ class Settings:
     export_xlsx_max_rows: int = 1_048_575
     export_chunk: int = 4
     dashboard_assets: str = ""
+    dashboard_enabled: bool = True  # false: /dashboard and its assets answer 404
 
     # -- collector on the public internet (issue 3) --
     backpressure_max_lag: int = 100_000  # undelivered stream entries, summed over shards
@@ -136,6 +137,7 @@ class Settings:
             export_xlsx_max_rows=num("EXPORT_XLSX_MAX_ROWS", d.export_xlsx_max_rows),
             export_chunk=max(1, num("EXPORT_CHUNK", d.export_chunk)),
             dashboard_assets=e.get("DASHBOARD_ASSETS", d.dashboard_assets),
+            dashboard_enabled=_bool(e.get("DASHBOARD_ENABLED", "true")),
             backpressure_max_lag=num("BACKPRESSURE_MAX_LAG", d.backpressure_max_lag),
             backpressure_max_memory_bytes=num(
                 "BACKPRESSURE_MAX_MEMORY_BYTES", d.backpressure_max_memory_bytes
