@@ -27,6 +27,9 @@ OPT_OUTS = Counter("collector_opt_outs_total", "Requests dropped for opt-out, DN
 REDIS_ERRORS = Counter("collector_redis_errors_total", "Requests failed by the store")
 RATE_LIMITED = Counter("collector_rate_limited_total", "Requests refused with 429")
 BACKPRESSURE = Counter("collector_backpressure_total", "Requests refused with 503 for backpressure")
+DISCONNECTS = Counter(
+    "collector_client_disconnects", "Requests whose client went away before its body was read"
+)
 BATCH_SIZE = Histogram(
     "collector_batch_events",
     "Events per accepted request",

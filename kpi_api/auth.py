@@ -26,6 +26,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 READ = ("staff", "admin")
 ADMIN = ("admin",)
 WINDOW_S = 60
+DROPPED = (redis.ConnectionError, redis.TimeoutError, OSError)
+DROPPED_RETRIES = 1
 
 
 def token_digest(token: str) -> str:
@@ -63,23 +65,35 @@ async def rate_limit(request: Request, token: str) -> None:
                         {"Retry-After": str(retry)})
 
 
+def unavailable(exc: BaseException) -> Response:
+    logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
+    return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
+
+
 def guard(roles: tuple[str, ...] = READ) -> Callable[[Endpoint], Endpoint]:
     """Check the token's role, count it against its rate limit, and map errors to JSON bodies."""
 
     def wrap(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            try:
-                await overrides.refresh(request)
-                token, claims = authenticate(request, roles)
-                await rate_limit(request, token)
-                request.state.claims = claims
-                return await endpoint(request)
-            except HTTPError as exc:
-                return error(exc.status, exc.code, exc.detail, exc.headers)
-            except (redis.RedisError, OSError) as exc:
-                logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
-                return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
+            for attempt in range(1 + DROPPED_RETRIES):
+                try:
+                    await overrides.refresh(request)
+                    token, claims = authenticate(request, roles)
+                    await rate_limit(request, token)
+                    request.state.claims = claims
+                    return await endpoint(request)
+                except HTTPError as exc:
+                    return error(exc.status, exc.code, exc.detail, exc.headers)
+                except DROPPED as exc:
+                    # a pooled connection that died with the server (a restart): the pool drops
+                    # it, and the request is tried once more on a fresh one
+                    if attempt < DROPPED_RETRIES:
+                        continue
+                    return unavailable(exc)
+                except (redis.RedisError, OSError) as exc:
+                    return unavailable(exc)
+            raise AssertionError("unreachable")
 
         return guarded
 
