@@ -99,15 +99,19 @@ class Validator:
     async def run(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int,
         historical: bool = False, client: dict[str, str] | None = None,
+        sizes: list[int] | None = None,
     ) -> Outcome:
         """``client`` (a request's masked IP and UA families, see ``collector/client_info``) is
-        stored with each accepted event; it never comes from the body."""
-        fast = await self._batch(raw_events, received_ms, skew_ms, historical, client)
+        stored with each accepted event; it never comes from the body. ``sizes``: each event's
+        size as its client sent it, when a route translated it into a catalog event (the limit
+        applies to what the client sent, not to the translation)."""
+        fast = await self._batch(raw_events, received_ms, skew_ms, historical, client, sizes)
         if fast is not None:
             return fast
         out = Outcome()
         for index, raw in enumerate(raw_events):
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:
                 checked.stored.historical = historical
                 checked.stored.client = client
@@ -118,7 +122,7 @@ class Validator:
 
     async def _batch(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool,
-        client: dict[str, str] | None = None,
+        client: dict[str, str] | None = None, sizes: list[int] | None = None,
     ) -> Outcome | None:
         """The whole batch at once when every event is valid as sent; None otherwise.
 
@@ -129,7 +133,7 @@ class Validator:
         s = self.settings
         if self.batch_decoder is None or not raw_events:
             return None
-        if max(map(len, raw_events)) > s.max_event_size:
+        if max(sizes or map(len, raw_events)) > s.max_event_size:
             return None
         try:
             events = self.batch_decoder.decode(b"[" + b",".join(raw_events) + b"]")
@@ -232,7 +236,8 @@ class Validator:
         out = Outcome(by_shard=by_shard)
         for index in future:
             raw = raw_events[index]
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:  # not reached: the same check rejects it
                 checked.stored.historical = historical
                 checked.stored.client = client
@@ -270,13 +275,16 @@ class Validator:
         skew_ms: int,
         pseudonyms: dict[str, str] | None = None,
         shard: int | None = None,
+        size: int | None = None,
     ) -> Checked:
-        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay."""
+        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay;
+        ``size`` is the event's size as sent, when it differs from ``raw``'s."""
         s = self.settings
-        if len(raw) > s.max_event_size:
+        size = len(raw) if size is None else size
+        if size > s.max_event_size:
             return Checked(
                 errors=[
-                    f"$.events[{index}]: event is {len(raw)} bytes, over the "
+                    f"$.events[{index}]: event is {size} bytes, over the "
                     f"{s.max_event_size}-byte limit (ANALYTICS_MAX_EVENT_SIZE)"
                 ],
                 reason="too_large",
