@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from collector import seed001, seed002
 from collector.backpressure import Backpressure
 from collector.cors import cors_middleware
 from collector.history import import_history
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi),
         Route("/sdk.js", sdk_js, methods=["GET"]),
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
+        *seed001.ROUTES,
+        *seed002.ROUTES,
     ]
     if not settings.collector_metrics_port:  # else only on that port, not the public one
         routes.append(Route("/metrics", metrics))

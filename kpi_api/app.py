@@ -11,6 +11,8 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from kpi_api import adjustable, dashboard, reports, routes
+from kpi_api.metrics import Timing, metrics
+from kpi_api.openapi import openapi
 from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
 from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
@@ -48,8 +50,10 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             *(dashboard.ROUTES if settings.dashboard_enabled else ()),  # DASHBOARD_ENABLED
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/openapi.json", openapi),
         ],
-        middleware=[Middleware(ServerTime)],
+        middleware=[Middleware(ServerTime), Middleware(Timing)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

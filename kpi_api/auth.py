@@ -15,7 +15,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kpi_api import overrides
+from kpi_api import metrics, overrides
 from kpi_api.errors import HTTPError
 from schemas import keyspace, tokens
 from schemas.service import error
@@ -66,6 +66,7 @@ async def rate_limit(request: Request, token: str) -> None:
 
 
 def unavailable(exc: BaseException) -> Response:
+    metrics.STORE_ERRORS.inc()
     logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
     return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
 

@@ -80,6 +80,8 @@ class Settings:
     deadletter_maxlen: int = 100_000
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
+    public_ingest: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,7 +110,10 @@ class Settings:
             rate_limit_per_minute=num("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
             write_keys=_csv(e.get("ANALYTICS_WRITE_KEYS", "")),
             jwt_secret_key=e.get("JWT_SECRET_KEY", ""),
-            analytics_retention_days=num("ANALYTICS_RETENTION_DAYS", d.analytics_retention_days),
+            # EVENT_RETENTION_DAYS: seed 001's name for it; ANALYTICS_RETENTION_DAYS wins if both
+            analytics_retention_days=num(
+                "ANALYTICS_RETENTION_DAYS", num("EVENT_RETENTION_DAYS", d.analytics_retention_days)
+            ),
             metrics_retention_days=num("METRICS_RETENTION_DAYS", d.metrics_retention_days),
             late_window_hours=num("LATE_WINDOW_HOURS", d.late_window_hours),
             future_margin_seconds=num("FUTURE_MARGIN_SECONDS", d.future_margin_seconds),
@@ -150,6 +155,7 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
         )
 
     @property
