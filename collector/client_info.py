@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
+from starlette.requests import Request
 from ua_parser import parse
 
 DEVICE_TYPES = ("desktop", "mobile", "tablet", "bot", "other")
@@ -59,9 +60,17 @@ def _device_type(device: str, os_family: str) -> str:
     return "other"
 
 
-def client_fields(ip: str | None, user_agent: str | None) -> dict[str, str]:
-    """What a route may record of its client: ``ip_address`` (masked) and the User-Agent's
-    ``browser``, ``os`` and ``device_type``; a catalog keeps those its payload declares."""
-    out = parse_user_agent(user_agent) if user_agent else {}
+def client_info(request: Request) -> dict[str, str]:
+    """What an event may keep of its request's client (see ``describe``)."""
+    return describe(request.client.host if request.client else None, request.headers.get("user-agent"))
+
+
+def describe(ip: str | None, user_agent: str | None) -> dict[str, str]:
+    """``ip`` (masked; left out when it is not an IP address) and the User-Agent's ``browser``,
+    ``os`` and ``device_type``: all a route may record of a client (Segment's ``context.ip`` and
+    ``context.userAgent`` too)."""
+    out = dict(parse_user_agent(user_agent))
     masked = mask_ip(ip)
-    return {**out, "ip_address": masked} if masked else dict(out)
+    if masked is not None:
+        out["ip"] = masked
+    return out

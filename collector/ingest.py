@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 import redis
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from collector import metrics
@@ -44,16 +44,24 @@ def store_unavailable(exc: BaseException) -> Response:
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
-async def admit(request: Request, body_key: str | None = None) -> Response | None:
+async def admit(
+    request: Request, public: bool = False, body_key: str | None = None
+) -> Response | None:
     """The whole-request checks before the body is read: a response to send, or None to go on.
 
-    ``body_key``: the write key in a body already read (see ``auth.authenticate``).
+    ``public``: a request without credentials may write too (seed 002's keyless route, under
+    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid. ``body_key``: the
+    write key in a body already read (Segment's ``writeKey``, see ``auth.authenticate``).
     """
     state = request.app.state
     if opted_out(request):
         metrics.OPT_OUTS.inc()
         return Response(status_code=204)
     subject, denied = authenticate(request, state.settings, body_key)
+    if denied and public and not (
+        request.headers.get("authorization") or request.headers.get("x-write-key")
+    ):
+        denied = None
     # the client IP is counted even for a failed login, so keys cannot be guessed at speed
     subjects = [("ip", request.client.host if request.client else "unknown")]
     if subject is not None:
@@ -103,18 +111,22 @@ async def accept(
     raw_events: list[msgspec.Raw],
     sent_at: datetime | None,
     historical: bool = False,
+    client: dict[str, str] | None = None,
+    sizes: list[int] | None = None,
 ) -> Result | Response:
     """Validate and store a batch's events; a 503 response when the store fails (nothing 2xx).
 
     ``historical`` (the admin import path) marks the events as exempt from the late window and
-    keeps their idempotency markers for the retention period.
+    keeps their idempotency markers for the retention period. ``client`` (``client_info``: a
+    masked IP and User-Agent families) is stored with each event, for routes that record it;
+    ``sizes`` are the events' sizes as sent, for routes that translate them (see ``Validator.run``).
     """
     state = request.app.state
     settings = state.settings
     received = int(time.time() * 1000)
     skew = 0 if sent_at is None else clock_skew(settings, received, to_ms(sent_at))
     try:
-        outcome = await state.validator.run(raw_events, received, skew, historical)
+        outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
         marker_ttl = import_marker_ttl(settings) if historical else None
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
@@ -125,25 +137,37 @@ async def accept(
 async def accept_parts(
     request: Request,
     received: int,
-    events: list[tuple[int, bytes]],
+    events: list[tuple[int, bytes, dict[str, str] | None]],
     refused: list[tuple[int, dict[str, object], str, str]],
     path: str = "$.events[{}]",
 ) -> Result | Response:
     """``accept`` for a request whose items were mapped onto catalog events first (Segment's API).
 
-    ``events`` are ``(index in the request, catalog event JSON)`` with times already corrected;
-    ``refused`` are items the mapping could not turn into one, as ``(index, what is known of the
-    event, reason, error)``: both are dead-lettered like any rejection, redacted the same way.
-    Errors and indices name the item's place in the request (``path.format(index)``).
+    ``events`` are ``(index in the request, catalog event JSON, client)`` with times already
+    corrected, ``client`` being the item's own ``client_info``; ``refused`` are items the mapping
+    could not turn into an event, as ``(index, what is known of the event, reason, error)``: both
+    are dead-lettered like any rejection, redacted the same way. Errors and indices name the item's
+    place in the request (``path.format(index)``).
     """
     state = request.app.state
     validator = state.validator
+    groups: dict[tuple[tuple[str, str], ...], list[tuple[int, bytes, dict[str, str] | None]]] = {}
+    for item in events:  # one validator run per distinct client (usually one per request)
+        groups.setdefault(tuple(sorted((item[2] or {}).items())), []).append(item)
+    outcome = Outcome()
     try:
-        outcome = await validator.run([msgspec.Raw(e) for _, e in events], received, 0)
-        for rej in outcome.rejections:
-            index = events[rej.index][0]
-            rej.errors = [e.replace(f"$.events[{rej.index}]", path.format(index), 1) for e in rej.errors]
-            rej.index = index
+        for group in groups.values():
+            part = await validator.run([msgspec.Raw(e) for _, e, _ in group], received, 0,
+                                       client=group[0][2])
+            for shard, items in part.by_shard.items():
+                offset = len(outcome.by_shard.setdefault(shard, []))
+                outcome.by_shard[shard] += items
+                outcome.late.setdefault(shard, []).extend(offset + i for i in part.late.get(shard, []))
+            for rej in part.rejections:
+                index = group[rej.index][0]
+                rej.errors = [e.replace(f"$.events[{rej.index}]", path.format(index), 1) for e in rej.errors]
+                rej.index = index
+                outcome.rejections.append(rej)
         for index, known, reason, detail in refused:
             name = known.get("event_name")
             checked = Checked(errors=[path.format(index) + detail], reason=reason,
@@ -194,6 +218,11 @@ async def read_batch(request: Request) -> Batch | Response:
         body = await read_body(request, settings.max_body_bytes)
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
+    except ClientDisconnect:
+        # normal on the internet (a phone losing signal): one line and a count, nothing stored
+        metrics.DISCONNECTS.inc()
+        log.info("client disconnected before its body was read")
+        return error(400, "client_disconnected", "the client went away before its body was read")
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:

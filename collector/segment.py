@@ -3,8 +3,9 @@
 One message (``track``, ``page``, ``screen``, ``identify``, ``group``, ``alias``) becomes one
 catalog event, or a ``Refused`` naming why not. Only fields the catalog declares are carried over:
 the payload is the message's properties (or traits) cut to the event's payload allow-list here,
-before validation, so a message's other properties, its traits and its ``context`` never reach
-the validator, the stream or the dead-letter copy. ``identify``, ``group`` and ``alias`` become
+before validation, so a message's other properties, its traits and the rest of its ``context``
+never reach the validator, the stream or the dead-letter copy (``context.ip`` and
+``context.userAgent`` are kept only as ``client_info`` reduces them: masked, and parsed). ``identify``, ``group`` and ``alias`` become
 events of those names, kept only where a profile declares them (otherwise the catalog refuses them
 as ``unknown_event``, with an empty payload).
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from collector.client_info import client_fields
+from collector.client_info import describe
 from collector.ingest import clock_skew
 from schemas.catalog import Event
 from schemas.days import EPOCH, MS, to_ms
@@ -27,7 +28,6 @@ from schemas.settings import Settings
 TYPES = ("track", "page", "screen", "identify", "group", "alias")
 EVENT_NAMES = {"page": "page_view", "screen": "screen_view", "identify": "identify",
                "group": "group", "alias": "alias"}
-ANONYMOUS = "anon:"  # prefix of an actor known only by its anonymousId: never equal to a userId
 UNKNOWN_VERSION = "unknown"  # app_version of a message without context.app.version
 UNKNOWN_PLATFORM = "unknown"
 # ids derived from messageIds (and session ids) that are not UUIDs: uuid5 in this namespace
@@ -93,13 +93,13 @@ def _id(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def actor(message: dict[str, Any]) -> str | None:
-    """The catalog's actor: the userId, else the anonymousId marked as anonymous."""
-    user = _id(message.get("userId"))
-    if user is not None:
-        return user
-    anonymous = _id(message.get("anonymousId"))
-    return None if anonymous is None else ANONYMOUS + anonymous
+def actors(message: dict[str, Any]) -> dict[str, str]:
+    """The catalog's actors, as seed 002 keeps them: ``user_id`` (the userId), ``anonymous_id``
+    (the anonymousId) and the actor (``anon_village_id``: the user when known, else the anonymous
+    id); empty when the message has neither."""
+    user, anonymous = _id(message.get("userId")), _id(message.get("anonymousId"))
+    out = {"user_id": user, "anonymous_id": anonymous, "anon_village_id": user or anonymous}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def session_id(value: object) -> str | None:
@@ -142,9 +142,11 @@ class Mapper:
         received: int,
         batch_sent_at: int | None = None,
         batch_context: dict[str, Any] | None = None,
-        client_ip: str | None = None,
-    ) -> dict[str, Any]:
-        """The catalog event of one message (``kind``: the type a single-message route implies).
+        request_client: tuple[str | None, str | None] = (None, None),
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The catalog event of one message (``kind``: the type a single-message route implies)
+        and its client (``client_info``) from ``context.ip`` and ``context.userAgent``, else from
+        the request's (``request_client``: its IP and User-Agent).
 
         Raises ``Refused`` when the message cannot be one.
         """
@@ -159,10 +161,10 @@ class Mapper:
         else:
             name = EVENT_NAMES[kind]
         known["event_name"] = name
-        who = actor(message)
-        if who is None:
+        who = actors(message)
+        if not who:
             raise Refused("invalid", ": a message needs a userId or an anonymousId", known)
-        known["anon_village_id"] = who
+        known.update(who)
         context = {**(batch_context or {}), **_dict(message.get("context"))}
         properties = _dict(message.get("properties"))
         try:
@@ -187,14 +189,17 @@ class Mapper:
             "ts_utc": iso(ts),
             "app_version": app if isinstance(app, str) and app else UNKNOWN_VERSION,
             "platform": platform(context),
-            "payload": self._payload(kind, (name, version), message, properties, context, client_ip),
+            "payload": self._payload(kind, (name, version), message, properties),
         }
         if original is not None:
             out["client_ts"] = iso(original)
         session = session_id(properties.get("session_id", context.get("session_id")))
         if session is not None:
             out["session_id"] = session
-        return out
+        ip, agent = context.get("ip"), context.get("userAgent")
+        client = describe(ip if isinstance(ip, str) else request_client[0],
+                          agent if isinstance(agent, str) else request_client[1])
+        return out, client
 
     def _payload(
         self,
@@ -202,8 +207,6 @@ class Mapper:
         key: tuple[str, int],
         message: dict[str, Any],
         properties: dict[str, Any],
-        context: dict[str, Any],
-        client_ip: str | None,
     ) -> dict[str, Any]:
         allowed = self.fields.get(key)
         if not allowed:
@@ -221,8 +224,4 @@ class Mapper:
                 source["page"] = properties.get("path")
             if kind in ("page", "screen") and "name" not in source:
                 source["name"] = message.get("name")
-        # the client, as seed 002 records it: the masked IP and the User-Agent's families only
-        ip = context.get("ip") if isinstance(context.get("ip"), str) else client_ip
-        agent = context.get("userAgent")
-        source.update(client_fields(ip, agent if isinstance(agent, str) else None))
         return {k: source[k] for k in allowed if source.get(k) is not None}

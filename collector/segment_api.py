@@ -104,7 +104,7 @@ async def segment(request: Request) -> Response:
                        f"{len(messages)} messages, over MAX_BATCH_SIZE={settings.max_batch_size}")
     if not _has_credentials(request):
         key = envelope.get("writeKey")
-        refused = await admit(request, key if isinstance(key, str) and key else None)
+        refused = await admit(request, body_key=key if isinstance(key, str) and key else None)
         if refused is not None:
             return _segment_error(refused)
     try:
@@ -144,8 +144,9 @@ async def _accept(
     settings = request.app.state.settings
     mapper = _mapper(request)
     received = int(time.time() * 1000)
-    client_ip = request.client.host if request.client else None
-    events: list[tuple[int, bytes]] = []
+    request_client = (request.client.host if request.client else None,
+                      request.headers.get("user-agent"))
+    events: list[tuple[int, bytes, dict[str, str] | None]] = []
     refused: list[tuple[int, dict[str, object], str, str]] = []
     for index, raw in enumerate(messages):
         try:
@@ -161,11 +162,11 @@ async def _accept(
                             f"{settings.segment_max_message_bytes}-byte limit (SEGMENT_MAX_MESSAGE_BYTES)"))
             continue
         try:
-            event = mapper.event(message, kind, received, batch_sent_at, context, client_ip)
+            event, client = mapper.event(message, kind, received, batch_sent_at, context, request_client)
         except Refused as exc:
             refused.append((index, exc.known, exc.reason, exc.detail))
             continue
-        events.append((index, msgspec.json.encode(event)))
+        events.append((index, msgspec.json.encode(event), client))
     result = await accept_parts(request, received, events, refused,
                                 "$" if kind is not None else "$.batch[{}]")
     return _segment_error(result) if isinstance(result, Response) else None

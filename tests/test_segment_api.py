@@ -8,13 +8,11 @@ import gzip
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any
 
-import msgspec
 import pytest
 
-from collector.segment import ANONYMOUS, NAMESPACE, UNKNOWN_VERSION, Mapper
-from schemas.catalog import Event
+from collector.segment import NAMESPACE, UNKNOWN_VERSION
 from schemas.days import to_ms
 from tests.conftest import WRITE_KEY
 from tests.test_collector_support import client, dead_letters, iso, now, stored
@@ -69,17 +67,12 @@ def test_a_batch_maps_onto_the_catalog_as_the_readme_table_says(env, r, settings
     assert third.platform == "analytics-node"  # library.name, its npm scope dropped
     assert second.session is not None and first.session is None
     assert first.ts == to_ms(datetime.fromisoformat(msgs[0]["timestamp"]))  # no skew: as sent
-    # users and anonymous ids apart: the anonymousId is the actor only without a userId, marked
-    villages = {e.village for e in got.values()}
-    assert len(villages) == 3
+    # users and anonymous ids apart, as seed 002 keeps them; the actor is the user when known
+    assert first.user is not None and first.anonymous is None and first.village == first.user
+    assert second.user is None and second.anonymous is not None and second.village == second.anonymous
+    assert third.user is not None and third.anonymous == second.anonymous and third.village == third.user
+    assert len({e.village for e in got.values()}) == 3
     assert dead_letters(r) == []
-
-
-def test_user_and_anonymous_ids_with_the_same_value_are_two_actors(env, r, settings):
-    with client(env) as c:
-        post(c, "/v1/batch", {"batch": [track(userId="same-7"), track(userId=None, anonymousId="same-7")]})
-    assert len({e.village for _, e in stored(r, settings)}) == 2
-    assert ANONYMOUS == "anon:"
 
 
 def test_segment_clock_skew_rule_corrects_each_message(env, r, settings):
@@ -154,7 +147,7 @@ def test_identify_group_alias_leave_no_trait_in_redis(env, r, settings):
     assert len(stored(r, settings)) == 1
     blob = b"\n".join(everything(r))
     for raw in (EMAIL, "Grace Hopper", user, "anon-x1", "acme-corp-991", "anon-previous-552",
-                "203.0.113"):
+                "203.0.113.77"):
         assert raw.encode() not in blob, raw
     assert b"analytics:deadletter" in blob  # the scan saw the dead-letter stream
 
@@ -234,28 +227,25 @@ def test_gzip_bodies_and_opt_out(env, r, settings):
     assert len(stored(r, settings)) == 2
 
 
-def test_ip_and_user_agent_are_masked_and_parsed_where_declared(env, r, settings):
-    """seed 002's payloads do not declare the client fields: nothing of them is stored; the
-    mapper would hand a declaring catalog the masked IP and UA families only."""
-    class ClientPayload(msgspec.Struct, kw_only=True):
-        ip_address: str | None = None
-        browser: str | None = None
-        os: str | None = None
-        device_type: str | None = None
-
-    Visit = msgspec.defstruct("Visit", [("event_name", Literal["visit"]), ("event_version", Literal[1]),
-                                        ("payload", ClientPayload)], bases=(Event,), kw_only=True)
-    mapper = Mapper(settings, {("visit", 1): Visit})
-    ua = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
-    ev = mapper.event({"type": "track", "event": "visit", "anonymousId": "a",
-                       "properties": {"ip_address": "198.51.100.9"},
-                       "context": {"ip": "203.0.113.77", "userAgent": ua}}, None, to_ms(now()))
-    assert ev["payload"] == {"ip_address": "203.0.113.0", "browser": "Mobile Safari", "os": "iOS",
-                             "device_type": "mobile"}
-    fallback = mapper.event({"type": "track", "event": "visit", "anonymousId": "a"}, None,
-                            to_ms(now()), client_ip="2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff")
-    assert fallback["payload"] == {"ip_address": "2001:db8:aaaa::"}
+def test_context_ip_and_user_agent_are_kept_masked_and_parsed_only(env, r, settings):
+    iphone = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+              "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+    linux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+    msgs = [track(context={"ip": "203.0.113.77", "userAgent": iphone}),
+            track(context={"ip": "2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff"}),
+            track(context={})]
+    with client(env) as c:  # the request's own User-Agent stands in where the message has none
+        assert post(c, "/v1/batch", {"batch": msgs}, {"User-Agent": linux}).status_code == 200
+    got = {uuid.UUID(e.event_id): e.client for _, e in stored(r, settings)}
+    assert got[uuid.UUID(msgs[0]["messageId"])] == {
+        "ip": "203.0.113.0", "browser": "Mobile Safari", "os": "iOS", "device_type": "mobile"}
+    assert got[uuid.UUID(msgs[1]["messageId"])] == {
+        "ip": "2001:db8:aaaa::", "browser": "Chrome", "os": "Linux", "device_type": "desktop"}
+    assert got[uuid.UUID(msgs[2]["messageId"])] == {  # the test client's peer is not an IP
+        "browser": "Chrome", "os": "Linux", "device_type": "desktop"}
+    blob = b"\n".join(everything(r))
+    for raw in (b"203.0.113.77", b"eeee:ffff", b"iPhone OS 17_0", b"X11; Linux"):
+        assert raw not in blob
 
 
 def test_cors_preflight_and_text_plain_posts_on_the_segment_routes(env, r, settings):
