@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import uuid
+from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -211,3 +214,52 @@ def test_segment_analytics_next_in_chromium(pipeline: Pipeline, rng: random.Rand
     assert all(u.startswith(APP) or u.startswith(proxy.url) for u in requests), requests
     p.raw_ids.append(out["anonymousId"])
     pipeline.check(p, proxy)
+
+
+def test_seed002_counts_segment_users_and_anonymous_visitors_apart(env: dict[str, str], r: redis.Redis,
+                                                                   rng: random.Random) -> None:
+    """Under seed 002's profile, page() and track() from segment-analytics-python fill the seed's
+    daily summary: page views and services viewed by type, signed-in users and anonymous ids
+    (seen without a user) counted apart."""
+    from segment.analytics import Client
+
+    from tests.kpi_helpers import auth
+
+    pipe = Pipeline({**env, "ANALYTICS_PROFILE": "seed002", "KPI_MIN_GROUP_SIZE": "1"}, r)
+    tag = uuid.uuid4().hex[:8]
+    people = [("user", f"u-{tag}-{i}") for i in range(7)] + [("anon", f"a-{tag}-{i}") for i in range(5)]
+    now = datetime.now(timezone.utc)
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    users: dict[str, set[str]] = defaultdict(set)
+    anonymous: dict[str, set[str]] = defaultdict(set)
+    errors: list[Any] = []
+    try:
+        client = Client(WRITE_KEY, host=pipe.collector.url, upload_size=20, upload_interval=0.1,
+                        on_error=lambda e, batch: errors.append(e))
+        for _ in range(80):
+            kind, who = rng.choice(people)
+            ids = {"user_id": who} if kind == "user" else {"anonymous_id": who}
+            at = now - timedelta(seconds=rng.randrange(60, 40 * 3600))
+            if rng.random() < 0.5:
+                client.page(name="Pricing", properties={"path": "/pricing", "title": "Prices"},
+                            timestamp=at, **ids)
+                name = "page_view"
+            else:
+                client.track(event="service_viewed", properties={"service_id": f"svc-{rng.randrange(4)}"},
+                             timestamp=at, **ids)
+                name = "service_viewed"
+            d = at.strftime("%Y-%m-%d")
+            totals[d][name] += 1
+            (users if kind == "user" else anonymous)[d].add(who)
+        client.flush()
+        client.shutdown()
+        assert errors == []
+        services.wait_drained(r, pipe.settings)
+        with httpx.Client(base_url=pipe.kpi.url, headers=auth("admin")) as k:
+            for d in sorted(totals):
+                summary = k.get(f"/api/admin/analytics/daily-summary/?date={d}").json()
+                assert summary["total_events"] == sum(totals[d].values()), summary
+                assert summary["events_by_type"] == dict(sorted(totals[d].items())), summary
+                assert (summary["unique_users"], summary["unique_anonymous"]) == (len(users[d]), len(anonymous[d]))
+    finally:
+        pipe.stop()
