@@ -206,6 +206,14 @@ def _tally(outcome: Outcome, flags: dict[int, list[int]], size: int) -> Result:
     return result
 
 
+def client_gone() -> Response:
+    """The answer (never read) to a client that went away mid-body: normal on the internet (a
+    phone losing signal), so one line and a count, nothing stored."""
+    metrics.DISCONNECTS.inc()
+    log.info("client disconnected before its body was read")
+    return error(400, "client_disconnected", "the client went away before its body was read")
+
+
 async def read_batch(request: Request) -> Batch | Response:
     """The request's batch, or the 400/413/415 that refuses it."""
     settings = request.app.state.settings
@@ -219,10 +227,7 @@ async def read_batch(request: Request) -> Batch | Response:
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
     except ClientDisconnect:
-        # normal on the internet (a phone losing signal): one line and a count, nothing stored
-        metrics.DISCONNECTS.inc()
-        log.info("client disconnected before its body was read")
-        return error(400, "client_disconnected", "the client went away before its body was read")
+        return client_gone()
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:
