@@ -81,3 +81,32 @@ class ServerTime:
             await send(message)
 
         await self.app(scope, receive, stamped)
+
+
+class Timing:
+    """Observe every request's latency in ``histogram`` (labels route, status class), the route
+    being the matched route's template (never the raw path, so ``/kpis/{kpi}`` is one series
+    whatever the name asked for; ``other`` when nothing matched)."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "other"
+            self.histogram.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)
