@@ -188,3 +188,33 @@ def test_event_retention_days_is_the_seeds_name() -> None:
     both = {"EVENT_RETENTION_DAYS": "30", "ANALYTICS_RETENTION_DAYS": "7"}
     assert Settings.from_env(both).analytics_retention_days == 7
     assert Settings.from_env({}).analytics_retention_days == 90
+
+
+def test_seed001_docs_page_in_chromium(env: dict[str, str], r: redis.Redis) -> None:
+    """``/api/analytics/docs`` is a working Swagger UI (served from node_modules, no CDN): real
+    Chromium renders the collector's operations from ``/api/analytics/openapi.json``."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_dashboard import ARGS, CHROMIUM
+
+    collector = services.collector({**env, **ENV})
+    requested: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("request", lambda req: requested.append(req.url))
+                page.goto(f"{collector.url}/api/analytics/docs")
+                page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+                paths = page.eval_on_selector_all(
+                    ".opblock-summary-path", "els => els.map(e => e.getAttribute('data-path'))")
+                assert errors == []
+            finally:
+                browser.close()
+    finally:
+        collector.stop()
+    assert {"/api/analytics/ingest", "/api/v1/analytics/events/", "/api/analytics/healthz"} <= set(paths)
+    assert all(u.startswith(collector.url) for u in requested), requested  # nothing from a CDN
