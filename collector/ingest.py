@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 import redis
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from collector import metrics
@@ -92,10 +92,14 @@ def import_marker_ttl(settings: Settings) -> int:
 class Result:
     accepted: int = 0
     duplicates: int = 0
+    late: int = 0  # of the accepted: already past the late window, stored but never counted
     rejected: list[dict[str, object]] = field(default_factory=list)
 
     def body(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {
+            "accepted": self.accepted, "duplicates": self.duplicates, "late": self.late,
+            "rejected": self.rejected,
+        }
 
 
 async def accept(
@@ -131,11 +135,13 @@ async def accept(
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())
     result.duplicates = sum(len(f) for f in flags.values()) - result.accepted
+    result.late = sum(flags[shard][i] for shard, positions in outcome.late.items() for i in positions)
     result.rejected = [
         {"index": r.index, "event_id": r.event_id, "errors": r.errors} for r in outcome.rejections
     ]
     metrics.ACCEPTED.inc(result.accepted)
     metrics.DUPLICATES.inc(result.duplicates)
+    metrics.LATE.inc(result.late)
     metrics.BATCH_SIZE.observe(len(raw_events))
     for r in outcome.rejections:
         metrics.REJECTED.labels(r.reason).inc()
@@ -154,6 +160,11 @@ async def read_batch(request: Request) -> Batch | Response:
         body = await read_body(request, settings.max_body_bytes)
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
+    except ClientDisconnect:
+        # normal on the internet (a phone losing signal): one line and a count, nothing stored
+        metrics.DISCONNECTS.inc()
+        log.info("client disconnected before its body was read")
+        return error(400, "client_disconnected", "the client went away before its body was read")
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:

@@ -12,16 +12,15 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from collector import batch_decoder
 from collector.privacy import MEMO_MAX, Pseudonymizer
+from collector.redact import PSEUDO, Redactor, canonical_uuid, token_like
 from collector.sanitize import TooDeep, sanitize
 from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
@@ -30,11 +29,6 @@ from schemas.days import EPOCH, MS, to_ms
 from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
-IDENTIFIER_FIELDS = frozenset(
-    {"anon_village_id", "session_id", "user_id", "anonymous_id", "userId", "anonymousId",
-     "device_id", "ip"}
-)
-PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
 _NO_PAYLOAD: dict[str, object] = {}
 
@@ -52,6 +46,15 @@ def _located(index: int, exc: Exception) -> str:
 class Outcome:
     by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
     rejections: list[Rejection] = field(default_factory=list)
+    # per shard, the positions in by_shard[shard] of events already past the late window on
+    # arrival: stored (and kept aside by the workers), but never counted; the answer says how many
+    late: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, shard: int, item: Encoded, late: bool) -> None:
+        bucket = self.by_shard.setdefault(shard, [])
+        if late:
+            self.late.setdefault(shard, []).append(len(bucket))
+        bucket.append(item)
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Validator:
         self.decoders = {key: msgspec.json.Decoder(struct) for key, struct in profile.events.items()}
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
+        self.redactor = Redactor(settings, pseudonymizer, profile.events, profile.hashed_fields)
         self.coarsened = profile.coarsened
         try:
             self.batch_decoder, self.batch_kinds = batch_decoder.tagged(profile.events)
@@ -115,10 +119,14 @@ class Validator:
             if checked.stored is not None:
                 checked.stored.historical = historical
                 checked.stored.client = client
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
+
+    def _late(self, ts: int, received_ms: int, historical: bool) -> bool:
+        """Past the late window on arrival (the workers' rule, ``aggregator.effects.is_late``)."""
+        return not historical and ts < received_ms - self.settings.late_window_ms
 
     async def _batch(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool,
@@ -154,6 +162,8 @@ class Validator:
         to_builtins = msgspec.to_builtins
         Ext = msgspec.msgpack.Ext
         by_shard: dict[int, list[Encoded]] = {}
+        late: dict[int, list[int]] = {}
+        oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
         future: list[int] = []
         last_salt = b""
         villages: dict[str, tuple[str, int]] = {}
@@ -229,11 +239,12 @@ class Validator:
             item = (eid.hex(), encode(row))
             bucket = by_shard.get(shard)
             if bucket is None:
-                by_shard[shard] = [item]
-            else:
-                bucket.append(item)
+                bucket = by_shard[shard] = []
+            if ts < oldest:
+                late.setdefault(shard, []).append(len(bucket))
+            bucket.append(item)
         self._grew(grown)
-        out = Outcome(by_shard=by_shard)
+        out = Outcome(by_shard=by_shard, late=late)
         for index in future:
             raw = raw_events[index]
             size = None if sizes is None else sizes[index]
@@ -241,7 +252,7 @@ class Validator:
             if checked.stored is not None:  # not reached: the same check rejects it
                 checked.stored.historical = historical
                 checked.stored.client = client
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
@@ -337,8 +348,9 @@ class Validator:
         out.name, out.version = env.event_name, env.event_version
         decoder = self.decoders.get((env.event_name, env.event_version))
         if decoder is None:
+            name = env.event_name if token_like(env.event_name) else "<not a name>"
             out.errors = [
-                f"$.events[{index}].event_name: unknown event {env.event_name!r} version "
+                f"$.events[{index}].event_name: unknown event {name!r} version "
                 f"{env.event_version} (catalog: {self.known})"
             ]
             out.reason = "unknown_event"
@@ -421,7 +433,7 @@ class Validator:
         return Rejection(
             index=index,
             event_id=_event_id(obj),
-            event_name=checked.name if isinstance(checked.name, str) else None,
+            event_name=checked.name if isinstance(checked.name, str) and token_like(checked.name) else None,
             event_version=checked.version if isinstance(checked.version, int) else None,
             errors=checked.errors,
             received=received_ms,
@@ -434,46 +446,10 @@ class Validator:
     async def _redacted(
         self, obj: dict[str, object] | None, received_ms: int, skew_ms: int
     ) -> dict[str, object] | None:
-        """What the dead-letter keeps of a bad event: identifiers pseudonymised, no free text.
-
-        Identifiers are hashed with the salt of the event's own time (when it can be read), as an
-        accepted event's would be, so that a replay stores the same pseudonyms.
-        """
+        """What the dead-letter keeps of a bad event (``collector/redact.py``: an allow-list)."""
         if obj is None:
             return None
-        ts = _ts_hint(obj.get("ts_utc"), skew_ms, received_ms)
-        try:
-            out = await self._scrub(None, obj, ts, received_ms, 0)
-        except TooDeep:
-            return None
-        return out if isinstance(out, dict) else None
-
-    async def _scrub(
-        self, key: str | None, value: object, ts: int, received_ms: int, depth: int
-    ) -> object:
-        if depth > 8:
-            raise TooDeep("nested too deeply")
-        hashed = key in IDENTIFIER_FIELDS or key in self.hashed_fields
-        if hashed and not isinstance(value, dict | list):
-            text = str(value)
-            if text.startswith(PSEUDO):  # a replayed copy: already a pseudonym
-                return text if _token_like(text) else None
-            return PSEUDO + await self.pseudo.pseudonym(text, ts, received_ms)
-        if isinstance(value, dict):
-            return {
-                str(k)[:64]: await self._scrub(str(k), v, ts, received_ms, depth + 1)
-                for k, v in list(value.items())[:50]
-                if v is not None
-            }
-        if isinstance(value, list):
-            return [
-                await self._scrub(key, v, ts, received_ms, depth + 1)
-                for v in value[:20]
-                if v is not None
-            ]
-        if isinstance(value, str):
-            return value if _token_like(value) else f"<redacted {len(value)} chars>"
-        return value
+        return await self.redactor.copy(obj, skew_ms, received_ms)
 
 
 def _kind(exc: Exception) -> str:
@@ -492,26 +468,5 @@ def _object(raw: bytes | msgspec.Raw) -> dict[str, object] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _ts_hint(value: object, skew_ms: int, received_ms: int) -> int:
-    if isinstance(value, str):
-        try:
-            parsed = msgspec.convert(value, datetime)
-            if parsed.tzinfo is not None:
-                return to_ms(parsed) + skew_ms
-        except (msgspec.ValidationError, OverflowError):
-            pass
-    return received_ms
-
-
-def _token_like(value: str) -> bool:
-    return len(value) <= 64 and all(c.isalnum() or c in "_.:-+" for c in value)
-
-
 def _event_id(obj: dict[str, object] | None) -> str | None:
-    value = obj.get("event_id") if obj is not None else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return value if _token_like(value) else None
+    return canonical_uuid(obj.get("event_id")) if obj is not None else None

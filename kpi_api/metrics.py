@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.service import metrics_denied
+
 LATENCY = Histogram(
     "kpi_api_request_seconds",
     "Request latency by route (its path template) and status class",
@@ -20,6 +22,9 @@ STORE_ERRORS = Counter("kpi_api_store_errors_total", "Requests failed because Re
 
 
 async def metrics(request: Request) -> Response:
+    denied = metrics_denied(request)
+    if denied is not None:
+        return denied
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -71,7 +71,7 @@ async def _day_numbers(request: Request, day: date) -> tuple[int, int, dict[str,
     return int(u), int(a), by_type
 
 
-@guard()
+@guard(ADMIN)
 async def daily_summary(request: Request) -> Response:
     """Seed 002: totals for one day; the by-type breakdown obeys the k threshold."""
     day = _day(request)
@@ -92,7 +92,7 @@ async def daily_summary(request: Request) -> Response:
     return await cached(request, ("daily-summary", day), day, compute)
 
 
-@guard()
+@guard(ADMIN)
 async def active_users(request: Request) -> Response:
     day = _day(request)
 
@@ -104,7 +104,7 @@ async def active_users(request: Request) -> Response:
     return await cached(request, ("active-users", day), day, compute)
 
 
-@guard()
+@guard(ADMIN)
 async def top_services(request: Request) -> Response:
     """Seed 002's top-N by a payload field (``field=``, default ``service_id``) over a date range.
 

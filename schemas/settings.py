@@ -51,6 +51,12 @@ class Settings:
     reconnect_max_seconds: int = 10
     aggregator_metrics_port: int = 0
     maintenance_seconds: int = 60
+    # /metrics of the HTTP services: on its own port (0: on the service's port), and/or behind a
+    # bearer token ("": no token asked)
+    collector_metrics_port: int = 0
+    metrics_token: str = ""
+    # the longest lifetime (exp - iat, or exp - now) a bearer JWT may have
+    jwt_max_age_seconds: int = 30 * 86_400
 
     kpi_cache_seconds: int = 60
     kpi_max_range_days: int = 400
@@ -62,6 +68,7 @@ class Settings:
     export_xlsx_max_rows: int = 1_048_575
     export_chunk: int = 4
     dashboard_assets: str = ""
+    dashboard_enabled: bool = True  # false: /dashboard and its assets answer 404
 
     # -- collector on the public internet (issue 3) --
     backpressure_max_lag: int = 100_000  # undelivered stream entries, summed over shards
@@ -123,6 +130,9 @@ class Settings:
             reconnect_max_seconds=max(1, num("RECONNECT_MAX_SECONDS", d.reconnect_max_seconds)),
             aggregator_metrics_port=num("AGGREGATOR_METRICS_PORT", d.aggregator_metrics_port),
             maintenance_seconds=max(1, num("MAINTENANCE_SECONDS", d.maintenance_seconds)),
+            collector_metrics_port=num("COLLECTOR_METRICS_PORT", d.collector_metrics_port),
+            metrics_token=e.get("METRICS_TOKEN", d.metrics_token),
+            jwt_max_age_seconds=max(60, num("JWT_MAX_AGE_SECONDS", d.jwt_max_age_seconds)),
             kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
             kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
             kpi_cache_closed_seconds=num("KPI_CACHE_CLOSED_SECONDS", d.kpi_cache_closed_seconds),
@@ -132,6 +142,7 @@ class Settings:
             export_xlsx_max_rows=num("EXPORT_XLSX_MAX_ROWS", d.export_xlsx_max_rows),
             export_chunk=max(1, num("EXPORT_CHUNK", d.export_chunk)),
             dashboard_assets=e.get("DASHBOARD_ASSETS", d.dashboard_assets),
+            dashboard_enabled=_bool(e.get("DASHBOARD_ENABLED", "true")),
             backpressure_max_lag=num("BACKPRESSURE_MAX_LAG", d.backpressure_max_lag),
             backpressure_max_memory_bytes=num(
                 "BACKPRESSURE_MAX_MEMORY_BYTES", d.backpressure_max_memory_bytes
