@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import redis
+import redis.asyncio as aredis
 from starlette.testclient import TestClient
 
 from collector.app import create_app
@@ -218,3 +219,55 @@ def test_seed001_docs_page_in_chromium(env: dict[str, str], r: redis.Redis) -> N
         collector.stop()
     assert {"/api/analytics/ingest", "/api/v1/analytics/events/", "/api/analytics/healthz"} <= set(paths)
     assert all(u.startswith(collector.url) for u in requested), requested  # nothing from a CDN
+
+
+def test_kpi_api_openapi_and_metrics(env: dict[str, str], r: redis.Redis) -> None:
+    """The KPI API's own OpenAPI document names every route it serves (the seed reports with
+    their parameters), and its Prometheus metrics count latency by route template, cache hits
+    and store errors."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kpi_api.app import create_app as kpi_app
+
+    app = kpi_app(Settings.from_env({**env, **ENV}))
+    staff = {"Authorization": f"Bearer {tokens.issue(JWT_SECRET, role='staff')}"}
+    with TestClient(app) as k:
+        doc = k.get("/openapi.json").json()
+        served = {(route.path, m.lower()) for route in app.routes
+                  for m in (getattr(route, "methods", None) or {"GET"}) if m != "HEAD"}
+        assert served == {(p, m) for p, ops in doc["paths"].items() for m in ops}
+        dau = doc["paths"]["/api/analytics/reports/dau"]["get"]
+        assert [p["name"] for p in dau["parameters"]] == ["date"] and dau["security"] == [{"bearer": []}]
+        for _ in range(3):
+            assert k.get(f"/api/analytics/reports/dau?date={DAY0}", headers=staff).status_code == 200
+        for name in ("daily-active-villages", "dau"):
+            k.get(f"/internal/analytics/kpis/{name}?start={DAY0}&end={DAY0}", headers=staff)
+
+        def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            text = k.get("/metrics").text
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+        before = samples()
+        assert k.get(f"/api/analytics/reports/dau?date={DAY0}", headers=staff).status_code == 200
+        after = samples()
+
+        def delta(name: str, **labels: str) -> float:
+            key = (name, tuple(sorted(labels.items())))
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        assert delta("kpi_api_request_seconds_count", route="/api/analytics/reports/dau", status="2xx") == 1
+        assert delta("kpi_api_cache_total", result="hit") == 1 and delta("kpi_api_cache_total", result="miss") == 0
+        # one series per route template, never per raw path
+        routes = {dict(lbl)["route"] for (n, lbl) in after if n == "kpi_api_request_seconds_count"}
+        assert "/internal/analytics/kpis/{kpi}" in routes and not any("dau?" in x for x in routes)
+        assert not any(x.endswith("/daily-active-villages") for x in routes)
+        errors_before = after.get(("kpi_api_store_errors_total", ()), 0.0)
+        live = app.state.redis
+        app.state.redis = aredis.Redis(port=services.free_port())  # a store that is not there
+        try:
+            down = k.get("/api/analytics/reports/dau?date=2024-01-05", headers=staff)
+        finally:
+            app.state.redis = live
+        assert down.status_code == 503
+        assert samples()[("kpi_api_store_errors_total", ())] == errors_before + 1
