@@ -60,6 +60,7 @@ class SeedRejected(msgspec.Struct):
 class SeedIngestResult(msgspec.Struct):
     ingested: int
     duplicates: int
+    late: int  # of the ingested: already older than LATE_WINDOW_HOURS, stored but not counted
     rejected: list[SeedRejected]
 
 
@@ -157,9 +158,8 @@ async def ingest(request: Request) -> Response:
          "errors": [seed_error(e) for e in r["errors"]]}  # type: ignore[union-attr]
         for r in result.rejected
     ]
-    return JSONResponse(
-        {"ingested": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
-    )
+    return JSONResponse({"ingested": result.accepted, "duplicates": result.duplicates,
+                         "late": result.late, "rejected": rejected})
 
 
 # -- the seed's documentation paths -------------------------------------------------------------

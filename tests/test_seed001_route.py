@@ -108,7 +108,7 @@ def test_seed001_examples_through_the_services(env: dict[str, str], r: redis.Red
                 assert resp.status_code == 200, resp.text
                 new = {key(ev) for ev in body} - seen
                 assert resp.json() == {"ingested": len(new), "duplicates": len(body) - len(new),
-                                       "rejected": []}
+                                       "late": 0, "rejected": []}
                 seen |= new
             assert c.post("/api/analytics/ingest", json=BATCH).status_code == 401
             bad = c.post("/api/analytics/ingest", json=BATCH, headers={"Authorization": "Bearer nope"})
@@ -168,12 +168,14 @@ def test_seed001_ids_and_errors(settings: Settings) -> None:
         resp = c.post("/api/analytics/ingest", json=[*bad, BATCH[1]], headers=auth)
         assert resp.status_code == 200
         body = resp.json()
-        assert (body["ingested"], body["duplicates"]) == (1, 0)
+        assert (body["ingested"], body["duplicates"], body["late"]) == (1, 0, 1)  # 2024: late
         errors = {row["index"]: " ".join(row["errors"]) for row in body["rejected"]}
         assert set(errors) == {0, 1, 2}
         assert "$[0]" in errors[0] and "`ts`" in errors[0]
         assert "$[1].type" in errors[1] and "signup" in errors[1]
         assert "$[2].payload" in errors[2] and "course_id" in errors[2]
+        old = c.post("/api/analytics/ingest", json=[SCHEMA_EVENT], headers=auth).json()
+        assert (old["ingested"], old["late"]) == (1, 1)  # 2024: past the 48 h window, kept aside
         for payload_less in ("form_submit", "video_play", "search_query", "error_occurred"):
             ev = {"ts": "2025-01-01T00:00:00Z", "user_id": "u2", "type": payload_less, "src": "web_app"}
             assert c.post("/api/analytics/ingest", json=[ev], headers=auth).json()["ingested"] == 1
