@@ -148,7 +148,7 @@ async def _accept(
     received = int(time.time() * 1000)
     request_client = (request.client.host if request.client else None,
                       request.headers.get("user-agent"))
-    events: list[tuple[int, bytes, dict[str, str] | None]] = []
+    events: list[tuple[int, bytes, dict[str, str] | None, int]] = []
     refused: list[tuple[int, dict[str, object], str, str]] = []
     for index, raw in enumerate(messages):
         try:
@@ -164,11 +164,12 @@ async def _accept(
                             f"{settings.segment_max_message_bytes}-byte limit (SEGMENT_MAX_MESSAGE_BYTES)"))
             continue
         try:
-            event, client = mapper.event(message, kind, received, batch_sent_at, context, request_client)
+            event, client, skew = mapper.event(message, kind, received, batch_sent_at, context,
+                                               request_client)
         except Refused as exc:
             refused.append((index, exc.known, exc.reason, exc.detail))
             continue
-        events.append((index, msgspec.json.encode(event), client))
+        events.append((index, msgspec.json.encode(event), client, skew))
     result = await accept_parts(request, received, events, refused,
                                 "$" if kind is not None else "$.batch[{}]")
     return _segment_error(result) if isinstance(result, Response) else None
