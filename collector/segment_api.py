@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.body import BodyError, read_body
-from collector.ingest import accept_parts, admit, client_gone
+from collector.ingest import Part, accept_parts, admit, client_gone
 from collector.openapi import OPERATIONS, WRITE_SECURITY, error_response
 from collector.segment import TYPES, Mapper, Refused, event_id, instant
 from schemas import profiles
@@ -148,7 +148,7 @@ async def _accept(
     received = int(time.time() * 1000)
     request_client = (request.client.host if request.client else None,
                       request.headers.get("user-agent"))
-    events: list[tuple[int, bytes, dict[str, str] | None, int]] = []
+    events: list[Part] = []
     refused: list[tuple[int, dict[str, object], str, str]] = []
     for index, raw in enumerate(messages):
         try:
