@@ -71,6 +71,11 @@ class Settings:
     debug_buffer_size: int = 100  # recent accepted events kept per shard (0: off)
     debug_buffer_ttl_seconds: int = 3600
     deadletter_maxlen: int = 100_000
+    # HTTP limits of both servers, per connection (httplimits/protocol.py)
+    http_max_header_bytes: int = 16_384  # request line and headers: 431 beyond
+    http_header_timeout_seconds: int = 10  # first byte to end of headers: 408 beyond
+    http_body_timeout_seconds: int = 30  # end of headers to end of body, whatever the pace: 408
+    http_max_connections: int = 1000  # open connections per process: 503 beyond
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -139,6 +144,12 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            http_max_header_bytes=max(1024, num("HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes)),
+            http_header_timeout_seconds=max(
+                1, num("HTTP_HEADER_TIMEOUT_SECONDS", d.http_header_timeout_seconds)
+            ),
+            http_body_timeout_seconds=max(1, num("HTTP_BODY_TIMEOUT_SECONDS", d.http_body_timeout_seconds)),
+            http_max_connections=max(1, num("HTTP_MAX_CONNECTIONS", d.http_max_connections)),
         )
 
     @property
