@@ -7,7 +7,7 @@ import logging
 import uvicorn
 
 from collector.app import create_app
-from httplimits.protocol import uvicorn_options
+from infra.http_limits import uvicorn_options
 from schemas.settings import Settings
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest, start_http_server
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schemas.service import metrics_denied
 
 ACCEPTED = Counter("collector_events_accepted_total", "Events stored in the stream")
 DUPLICATES = Counter("collector_events_duplicate_total", "Events answered as duplicates")
+LATE = Counter(
+    "collector_events_late_total",
+    "Accepted events already past LATE_WINDOW_HOURS on arrival: stored, never counted in a KPI",
+)
 REJECTED = Counter(
     "collector_events_rejected_total",
     "Events rejected to the dead-letter stream, by reason",
@@ -37,31 +42,21 @@ LATENCY = Histogram(
 
 
 async def metrics(request: Request) -> Response:
+    denied = metrics_denied(request)
+    if denied is not None:
+        return denied
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-class Timing:
-    """Observe every request's latency; the route label is the route's path, never the raw one."""
+def serve_separately(port: int, host: str) -> Callable[[], None]:
+    """``/metrics`` on its own port (``COLLECTOR_METRICS_PORT``), e.g. one only the monitoring
+    network reaches; returns the function that stops it."""
+    server, thread = start_http_server(port, addr=host)
 
-    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
-        self.app = app
-        self.paths = paths
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
+    return stop
 
-        async def noted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, noted)
-        finally:
-            route = scope["path"] if scope["path"] in self.paths else "other"
-            LATENCY.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)

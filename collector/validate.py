@@ -24,7 +24,7 @@ from collector.redact import PSEUDO, Redactor, canonical_uuid, token_like
 from collector.sanitize import TooDeep, sanitize
 from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
-from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent
+from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent, extras
 from schemas.days import EPOCH, MS, to_ms
 from schemas.settings import Settings
 
@@ -46,6 +46,15 @@ def _located(index: int, exc: Exception) -> str:
 class Outcome:
     by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
     rejections: list[Rejection] = field(default_factory=list)
+    # per shard, the positions in by_shard[shard] of events already past the late window on
+    # arrival: stored (and kept aside by the workers), but never counted; the answer says how many
+    late: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, shard: int, item: Encoded, late: bool) -> None:
+        bucket = self.by_shard.setdefault(shard, [])
+        if late:
+            self.late.setdefault(shard, []).append(len(bucket))
+        bucket.append(item)
 
 
 @dataclass
@@ -69,13 +78,14 @@ class Validator:
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
         self.redactor = Redactor(settings, pseudonymizer, profile.events, profile.hashed_fields)
+        self.coarsened = profile.coarsened
         try:
             self.batch_decoder, self.batch_kinds = batch_decoder.tagged(profile.events)
         except (TypeError, ValueError):  # a catalog this cannot mirror: per-event path only
             self.batch_decoder, self.batch_kinds = None, {}
         # payload structs stored as they are, no to_builtins (none when fields are hashed)
         self.plain_payloads: frozenset[type] = frozenset()
-        if not self.hashed_fields:
+        if not self.hashed_fields and not self.coarsened:
             payloads = {
                 f.type for t in self.batch_kinds for f in msgspec.structs.fields(t)
                 if f.name == "payload" and isinstance(f.type, type)
@@ -91,23 +101,36 @@ class Validator:
         self._memo_size = 0
 
     async def run(
-        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool = False
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int,
+        historical: bool = False, client: dict[str, str] | None = None,
+        sizes: list[int] | None = None,
     ) -> Outcome:
-        fast = await self._batch(raw_events, received_ms, skew_ms, historical)
+        """``client`` (a request's masked IP and UA families, see ``collector/client_info``) is
+        stored with each accepted event; it never comes from the body. ``sizes``: each event's
+        size as its client sent it, when a route translated it into a catalog event (the limit
+        applies to what the client sent, not to the translation)."""
+        fast = await self._batch(raw_events, received_ms, skew_ms, historical, client, sizes)
         if fast is not None:
             return fast
         out = Outcome()
         for index, raw in enumerate(raw_events):
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                checked.stored.client = client
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
 
+    def _late(self, ts: int, received_ms: int, historical: bool) -> bool:
+        """Past the late window on arrival (the workers' rule, ``aggregator.effects.is_late``)."""
+        return not historical and ts < received_ms - self.settings.late_window_ms
+
     async def _batch(
-        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool,
+        client: dict[str, str] | None = None, sizes: list[int] | None = None,
     ) -> Outcome | None:
         """The whole batch at once when every event is valid as sent; None otherwise.
 
@@ -118,7 +141,7 @@ class Validator:
         s = self.settings
         if self.batch_decoder is None or not raw_events:
             return None
-        if max(map(len, raw_events)) > s.max_event_size:
+        if max(sizes or map(len, raw_events)) > s.max_event_size:
             return None
         try:
             events = self.batch_decoder.decode(b"[" + b",".join(raw_events) + b"]")
@@ -134,11 +157,14 @@ class Validator:
         salts: dict[int, bytes] = {}  # this batch's, so no eviction can drop one mid-batch
         digest = pseudo.digest
         shards = s.stream_shards
-        hashed = self.hashed_fields
+        treated = self.hashed_fields or self.coarsened
         encode = STORED_ENCODER.encode
         to_builtins = msgspec.to_builtins
         Ext = msgspec.msgpack.Ext
         by_shard: dict[int, list[Encoded]] = {}
+        late: dict[int, list[int]] = {}
+        oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
+        bucket_ms = keyspace.DEDUP_BUCKET_MS
         future: list[int] = []
         last_salt = b""
         villages: dict[str, tuple[str, int]] = {}
@@ -187,8 +213,8 @@ class Validator:
             payload = getattr(ev, "payload", _NO_PAYLOAD)
             if type(payload) not in plain:  # encodes unlike its builtins, or has hashed fields
                 payload = to_builtins(payload)
-                if hashed:
-                    self._hash_fields(payload, salt)
+                if treated:
+                    self._treat(payload, salt)
             client_ts = ev.client_ts
             if client_ts is not None:
                 if client_ts == ts_utc:  # the same instant: the same milliseconds
@@ -202,22 +228,32 @@ class Validator:
                 None if skew_ms == 0 else ts_original, received_ms, village, ev.app_version,
                 ev.platform, session, session_alt, client_ts, payload,
             )
-            if historical:
+            user, anonymous = ev.user_id, ev.anonymous_id
+            if user is not None or anonymous is not None or client is not None:
+                if user is not None:
+                    user = pseudo.memoised(salt, user)
+                if anonymous is not None:
+                    anonymous = pseudo.memoised(salt, anonymous)
+                row += extras(historical, user, anonymous, client)
+            elif historical:
                 row += (True,)
-            item = (eid.hex(), encode(row))
+            item = (eid, encode(row), ts_original // bucket_ms)  # store.Encoded
             bucket = by_shard.get(shard)
             if bucket is None:
-                by_shard[shard] = [item]
-            else:
-                bucket.append(item)
+                bucket = by_shard[shard] = []
+            if ts < oldest:
+                late.setdefault(shard, []).append(len(bucket))
+            bucket.append(item)
         self._grew(grown)
-        out = Outcome(by_shard=by_shard)
+        out = Outcome(by_shard=by_shard, late=late)
         for index in future:
             raw = raw_events[index]
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:  # not reached: the same check rejects it
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                checked.stored.client = client
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
@@ -251,13 +287,16 @@ class Validator:
         skew_ms: int,
         pseudonyms: dict[str, str] | None = None,
         shard: int | None = None,
+        size: int | None = None,
     ) -> Checked:
-        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay."""
+        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay;
+        ``size`` is the event's size as sent, when it differs from ``raw``'s."""
         s = self.settings
-        if len(raw) > s.max_event_size:
+        size = len(raw) if size is None else size
+        if size > s.max_event_size:
             return Checked(
                 errors=[
-                    f"$.events[{index}]: event is {len(raw)} bytes, over the "
+                    f"$.events[{index}]: event is {size} bytes, over the "
                     f"{s.max_event_size}-byte limit (ANALYTICS_MAX_EVENT_SIZE)"
                 ],
                 reason="too_large",
@@ -352,17 +391,32 @@ class Validator:
             session_alt=session_alt,
             client_ts=to_ms(event.client_ts) if event.client_ts else None,
             payload=await self._payload(event, ts, received_ms),
+            user=await self._actor(event.user_id, ts, received_ms),
+            anonymous=await self._actor(event.anonymous_id, ts, received_ms),
         )
+
+    async def _actor(self, raw: str | None, ts: int, received_ms: int) -> str | None:
+        """A second actor id's pseudonym (a dead-letter replay carries it already, ``pseudo:``)."""
+        if raw is None:
+            return None
+        if raw.startswith(PSEUDO):
+            return raw.removeprefix(PSEUDO)
+        return await self.pseudo.pseudonym(raw, ts, received_ms)
 
     async def _payload(self, event: Event, ts: int, received_ms: int) -> dict[str, object]:
         payload = msgspec.to_builtins(getattr(event, "payload", {}))
-        if self.hashed_fields:
-            self._hash_fields(payload, await self.pseudo.salt(self.pseudo.epoch(ts), received_ms))
+        if self.hashed_fields or self.coarsened:
+            self._treat(payload, await self.pseudo.salt(self.pseudo.epoch(ts), received_ms))
         return payload
 
-    def _hash_fields(self, payload: dict[str, object], salt: bytes) -> None:
-        """The profile's identifier and free-text fields as keyed HMACs under the event time's
-        salt, in place (a replayed dead-letter copy carries them already, as ``pseudo:`` values)."""
+    def _treat(self, payload: dict[str, object], salt: bytes) -> None:
+        """The profile's declared treatments of payload fields, in place: identifier and
+        free-text fields as keyed HMACs under the event time's salt (a replayed dead-letter copy
+        carries them already, as ``pseudo:`` values), coarsened numbers rounded."""
+        for name in self.coarsened.keys() & payload.keys():
+            value = payload[name]
+            if isinstance(value, float | int) and not isinstance(value, bool):
+                payload[name] = round(float(value), self.coarsened[name])
         for name in self.hashed_fields & payload.keys():
             value = payload[name]
             if isinstance(value, str) and value.startswith(PSEUDO):

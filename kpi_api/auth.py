@@ -15,7 +15,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kpi_api import overrides
+from kpi_api import metrics, overrides
 from kpi_api.errors import HTTPError
 from schemas import keyspace, tokens
 from schemas.service import error
@@ -39,7 +39,8 @@ def authenticate(request: Request, roles: tuple[str, ...]) -> tuple[str, dict[st
     if token is None:
         raise HTTPError(401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"})
     try:
-        claims = tokens.verify(request.app.state.settings.jwt_secret_key, token, roles)
+        settings = request.app.state.settings
+        claims = tokens.verify(settings.jwt_secret_key, token, roles, max_age_s=settings.jwt_max_age_seconds)
     except tokens.TokenError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise HTTPError(exc.status, code, exc.detail) from None
@@ -65,6 +66,7 @@ async def rate_limit(request: Request, token: str) -> None:
 
 
 def unavailable(exc: BaseException) -> Response:
+    metrics.STORE_ERRORS.inc()
     logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
     return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
 

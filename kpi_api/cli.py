@@ -6,7 +6,7 @@ import logging
 
 import uvicorn
 
-from httplimits.protocol import uvicorn_options
+from infra.http_limits import uvicorn_options
 from kpi_api.app import create_app
 from schemas.settings import Settings
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.routing import Route
 
 from schemas.service import error
 
@@ -21,7 +22,7 @@ VENDOR = {
     "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
     "chartjs-chart-matrix.min.js": ("chartjs-chart-matrix", "dist/chartjs-chart-matrix.min.js"),
 }
-OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def node_modules(configured: str) -> Path:
@@ -52,3 +53,7 @@ async def asset(request: Request) -> Response:
                          f"{name} is not installed: run `npm ci` in the repository root")
         return error(404, "not_found", f"no asset {name!r}")
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+
+# a staff feature behind a switch: with DASHBOARD_ENABLED=false these routes are not served (404)
+ROUTES = (Route("/dashboard", page), Route("/dashboard/assets/{name}", asset))

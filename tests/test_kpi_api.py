@@ -308,3 +308,20 @@ def test_rate_limit_per_token(settings: Settings, r: redis.Redis) -> None:
         assert not any(a in k or "alice" in k for k in keys)
         clock.now += 60
         assert c.get(path, headers={"Authorization": f"Bearer {a}"}).status_code == 200
+
+
+def test_dashboard_switch_off_answers_404_for_the_page_and_its_assets(settings: Settings) -> None:
+    paths = ["/dashboard", "/dashboard/assets/dashboard.js", "/dashboard/assets/favicon.svg"]
+    with TestClient(create_app(settings)) as c:
+        on = [c.get(p) for p in paths]
+    assert [resp.status_code for resp in on] == [200, 200, 200]
+    assert on[2].headers["content-type"].startswith("image/svg+xml")
+    assert 'rel="icon"' in on[0].text
+    off = Settings(**{**settings.__dict__, "dashboard_enabled": False})
+    with TestClient(create_app(off)) as c:
+        for path in paths:
+            resp = c.get(path)
+            assert resp.status_code == 404 and set(resp.json()) == {"error", "detail"}, path
+        assert c.get("/internal/analytics/kpis", headers={
+            "Authorization": "Bearer " + tokens.issue(JWT_SECRET, "staff")}).status_code == 200
+    assert Settings.from_env({"DASHBOARD_ENABLED": "false"}).dashboard_enabled is False

@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from schemas.settings import Settings
 
-log = logging.getLogger("httplimits")
+log = logging.getLogger("infra.http_limits")
 LINGER_S = 1.0  # how long a refused connection's input is read and dropped before it is closed
 LINGER_MAX_BYTES = 1 << 20  # ... or until this much has been dropped
 REFUSED = Counter(
