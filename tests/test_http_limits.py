@@ -4,6 +4,7 @@ would: stalled and trickled bodies, stalled and oversized headers, many stalled 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -99,7 +100,7 @@ def test_a_stalled_header_gets_408(collector: services.Service) -> None:
 
 
 def test_a_1_mb_header_gets_431(collector: services.Service) -> None:
-    payload = json.dumps(batch([event(__import__("random").Random(1))])).encode()
+    payload = json.dumps(batch([event(random.Random(1))])).encode()
     s = connect(collector)
     request = (HEAD + f"X-Pad: {'a' * (1 << 20)}\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
     sender = threading.Thread(target=lambda: _send_quietly(s, request + payload))
@@ -134,7 +135,7 @@ def test_stalled_connections_are_shed(collector: services.Service) -> None:
     late = [answer(s, within=6.0) for s in stalled[:10]]
     assert {status for status, _, _ in late} == {408}
     ok = httpx.post(collector.url + ROUTE, headers=HEADERS,
-                    content=json.dumps(batch([event(__import__("random").Random(2))])))
+                    content=json.dumps(batch([event(random.Random(2))])))
     assert ok.status_code == 202
 
 
