@@ -14,16 +14,17 @@ from collector.backpressure import Backpressure
 from collector.cors import cors_middleware
 from collector.history import import_history
 from collector.ingest import ingest
-from collector.metrics import Timing, metrics, serve_separately
+from collector.metrics import LATENCY, metrics, serve_separately
 from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
 from collector.recent import recent_events
 from collector.sdk_asset import sdk_js
+from collector.segment_api import routes as segment_routes
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
-from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
         *seed001.ROUTES,
         *seed002.ROUTES,
+        *segment_routes(),  # Segment's Tracking API: /v1/batch, /v1/track, ... /v1/t
     ]
     if not settings.collector_metrics_port:  # else only on that port, not the public one
         routes.append(Route("/metrics", metrics))
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             *cors_middleware(settings),
             Middleware(ServerTime),
-            Middleware(Timing, paths=frozenset(r.path for r in routes)),
+            Middleware(Timing, histogram=LATENCY),
         ],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
+from collector.validate import Checked, Outcome
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
@@ -43,17 +44,20 @@ def store_unavailable(exc: BaseException) -> Response:
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
-async def admit(request: Request, public: bool = False) -> Response | None:
+async def admit(
+    request: Request, public: bool = False, body_key: str | None = None
+) -> Response | None:
     """The whole-request checks before the body is read: a response to send, or None to go on.
 
     ``public``: a request without credentials may write too (seed 002's keyless route, under
-    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid.
+    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid. ``body_key``: the
+    write key in a body already read (Segment's ``writeKey``, see ``auth.authenticate``).
     """
     state = request.app.state
     if opted_out(request):
         metrics.OPT_OUTS.inc()
         return Response(status_code=204)
-    subject, denied = authenticate(request, state.settings)
+    subject, denied = authenticate(request, state.settings, body_key)
     if denied and public and not (
         request.headers.get("authorization") or request.headers.get("x-write-key")
     ):
@@ -120,18 +124,72 @@ async def accept(
     state = request.app.state
     settings = state.settings
     received = int(time.time() * 1000)
-    skew = 0
-    if sent_at is not None:
-        # Segment's correction: ts = received - (sent_at - ts_utc), beyond a small tolerance
-        offset = received - to_ms(sent_at)
-        if abs(offset) > settings.skew_tolerance_seconds * 1000:
-            skew = offset
+    skew = 0 if sent_at is None else clock_skew(settings, received, to_ms(sent_at))
     try:
         outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
         marker_ttl = import_marker_ttl(settings) if historical else None
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
         return store_unavailable(exc)
+    return _tally(outcome, flags, len(raw_events))
+
+
+async def accept_parts(
+    request: Request,
+    received: int,
+    events: list[tuple[int, bytes, dict[str, str] | None]],
+    refused: list[tuple[int, dict[str, object], str, str]],
+    path: str = "$.events[{}]",
+) -> Result | Response:
+    """``accept`` for a request whose items were mapped onto catalog events first (Segment's API).
+
+    ``events`` are ``(index in the request, catalog event JSON, client)`` with times already
+    corrected, ``client`` being the item's own ``client_info``; ``refused`` are items the mapping
+    could not turn into an event, as ``(index, what is known of the event, reason, error)``: both
+    are dead-lettered like any rejection, redacted the same way. Errors and indices name the item's
+    place in the request (``path.format(index)``).
+    """
+    state = request.app.state
+    validator = state.validator
+    groups: dict[tuple[tuple[str, str], ...], list[tuple[int, bytes, dict[str, str] | None]]] = {}
+    for item in events:  # one validator run per distinct client (usually one per request)
+        groups.setdefault(tuple(sorted((item[2] or {}).items())), []).append(item)
+    outcome = Outcome()
+    try:
+        for group in groups.values():
+            part = await validator.run([msgspec.Raw(e) for _, e, _ in group], received, 0,
+                                       client=group[0][2])
+            for shard, items in part.by_shard.items():
+                offset = len(outcome.by_shard.setdefault(shard, []))
+                outcome.by_shard[shard] += items
+                outcome.late.setdefault(shard, []).extend(offset + i for i in part.late.get(shard, []))
+            for rej in part.rejections:
+                index = group[rej.index][0]
+                rej.errors = [e.replace(f"$.events[{rej.index}]", path.format(index), 1) for e in rej.errors]
+                rej.index = index
+                outcome.rejections.append(rej)
+        for index, known, reason, detail in refused:
+            name = known.get("event_name")
+            checked = Checked(errors=[path.format(index) + detail], reason=reason,
+                              name=name if isinstance(name, str) else None)
+            outcome.rejections.append(await validator.rejection(
+                index, msgspec.json.encode(known), checked, received, 0
+            ))
+        outcome.rejections.sort(key=lambda r: r.index)
+        flags = await state.store.write(outcome.by_shard, outcome.rejections)
+    except (redis.RedisError, OSError) as exc:
+        return store_unavailable(exc)
+    return _tally(outcome, flags, len(events) + len(refused))
+
+
+def clock_skew(settings: Settings, received: int, sent_at: int) -> int:
+    """Milliseconds to add to a client's event times: Segment's correction,
+    ``ts = received - (sent_at - ts)``, applied beyond ``SKEW_TOLERANCE_SECONDS``."""
+    offset = received - sent_at
+    return offset if abs(offset) > settings.skew_tolerance_seconds * 1000 else 0
+
+
+def _tally(outcome: Outcome, flags: dict[int, list[int]], size: int) -> Result:
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())
     result.duplicates = sum(len(f) for f in flags.values()) - result.accepted
@@ -142,7 +200,7 @@ async def accept(
     metrics.ACCEPTED.inc(result.accepted)
     metrics.DUPLICATES.inc(result.duplicates)
     metrics.LATE.inc(result.late)
-    metrics.BATCH_SIZE.observe(len(raw_events))
+    metrics.BATCH_SIZE.observe(size)
     for r in outcome.rejections:
         metrics.REJECTED.labels(r.reason).inc()
     return result

@@ -82,6 +82,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
     public_ingest: bool = False
+    # Segment's Tracking API (/v1/...): its own limits, per message and per request (decoded)
+    segment_max_message_bytes: int = 32 * 1024
+    segment_max_batch_bytes: int = 500 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +159,8 @@ class Settings:
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
             public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
+            segment_max_message_bytes=num("SEGMENT_MAX_MESSAGE_BYTES", d.segment_max_message_bytes),
+            segment_max_batch_bytes=num("SEGMENT_MAX_BATCH_BYTES", d.segment_max_batch_bytes),
         )
 
     @property
