@@ -134,30 +134,34 @@ async def accept(
     return _tally(outcome, flags, len(raw_events))
 
 
+# an item mapped onto a catalog event: (index in the request, event JSON, client_info, skew ms)
+Part = tuple[int, bytes, dict[str, str] | None, int]
+
+
 async def accept_parts(
     request: Request,
     received: int,
-    events: list[tuple[int, bytes, dict[str, str] | None]],
+    events: list[Part],
     refused: list[tuple[int, dict[str, object], str, str]],
     path: str = "$.events[{}]",
 ) -> Result | Response:
     """``accept`` for a request whose items were mapped onto catalog events first (Segment's API).
 
-    ``events`` are ``(index in the request, catalog event JSON, client)`` with times already
-    corrected, ``client`` being the item's own ``client_info``; ``refused`` are items the mapping
-    could not turn into an event, as ``(index, what is known of the event, reason, error)``: both
-    are dead-lettered like any rejection, redacted the same way. Errors and indices name the item's
+    ``events`` are ``(index in the request, catalog event JSON, client, skew)``: each item's own
+    ``client_info`` and clock-skew correction (ms); ``refused`` are items the mapping could not
+    turn into an event, as ``(index, what is known of the event, reason, error)``: both are
+    dead-lettered like any rejection, redacted the same way. Errors and indices name the item's
     place in the request (``path.format(index)``).
     """
     state = request.app.state
     validator = state.validator
-    groups: dict[tuple[tuple[str, str], ...], list[tuple[int, bytes, dict[str, str] | None]]] = {}
-    for item in events:  # one validator run per distinct client (usually one per request)
-        groups.setdefault(tuple(sorted((item[2] or {}).items())), []).append(item)
+    groups: dict[tuple[int, tuple[tuple[str, str], ...]], list[Part]] = {}
+    for item in events:  # one validator run per distinct client and skew (usually one a request)
+        groups.setdefault((item[3], tuple(sorted((item[2] or {}).items()))), []).append(item)
     outcome = Outcome()
     try:
-        for group in groups.values():
-            part = await validator.run([msgspec.Raw(e) for _, e, _ in group], received, 0,
+        for (skew, _), group in groups.items():
+            part = await validator.run([msgspec.Raw(e) for _, e, _, _ in group], received, skew,
                                        client=group[0][2])
             for shard, items in part.by_shard.items():
                 offset = len(outcome.by_shard.setdefault(shard, []))
@@ -206,6 +210,14 @@ def _tally(outcome: Outcome, flags: dict[int, list[int]], size: int) -> Result:
     return result
 
 
+def client_gone() -> Response:
+    """The answer (never read) to a client that went away mid-body: normal on the internet (a
+    phone losing signal), so one line and a count, nothing stored."""
+    metrics.DISCONNECTS.inc()
+    log.info("client disconnected before its body was read")
+    return error(400, "client_disconnected", "the client went away before its body was read")
+
+
 async def read_batch(request: Request) -> Batch | Response:
     """The request's batch, or the 400/413/415 that refuses it."""
     settings = request.app.state.settings
@@ -219,10 +231,7 @@ async def read_batch(request: Request) -> Batch | Response:
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
     except ClientDisconnect:
-        # normal on the internet (a phone losing signal): one line and a count, nothing stored
-        metrics.DISCONNECTS.inc()
-        log.info("client disconnected before its body was read")
-        return error(400, "client_disconnected", "the client went away before its body was read")
+        return client_gone()
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:

@@ -143,10 +143,12 @@ class Mapper:
         batch_sent_at: int | None = None,
         batch_context: dict[str, Any] | None = None,
         request_client: tuple[str | None, str | None] = (None, None),
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The catalog event of one message (``kind``: the type a single-message route implies)
-        and its client (``client_info``) from ``context.ip`` and ``context.userAgent``, else from
-        the request's (``request_client``: its IP and User-Agent).
+    ) -> tuple[dict[str, Any], dict[str, str], int]:
+        """The catalog event of one message (``kind``: the type a single-message route implies),
+        its client (``client_info``) from ``context.ip`` and ``context.userAgent``, else from the
+        request's (``request_client``: its IP and User-Agent), and its clock-skew correction (ms,
+        Segment's rule, for the validator to apply: the event keeps the time as sent too, which
+        the dedup buckets key on, so a retry with a later sentAt meets its first send).
 
         Raises ``Refused`` when the message cannot be one.
         """
@@ -176,9 +178,10 @@ class Mapper:
             raise Refused("invalid", str(exc), known) from None
         sent_at = batch_sent_at if sent_at is None else sent_at
         ts = received if original is None else original
+        skew = 0
         if original is not None and sent_at is not None:
-            ts += clock_skew(self.settings, received, sent_at)
-        if not 0 <= ts < 1 << 47:  # before 1970 or after the year 4400: not an event time
+            skew = clock_skew(self.settings, received, sent_at)
+        if not 0 <= ts + skew < 1 << 47 or not 0 <= ts:  # before 1970 or after the year 4400: not an event time
             raise Refused("invalid", ".timestamp: out of range after clock-skew correction", known)
         version = properties.get("event_version", 1)
         version = version if isinstance(version, int) and not isinstance(version, bool) else 1
@@ -191,15 +194,13 @@ class Mapper:
             "platform": platform(context),
             "payload": self._payload(kind, (name, version), message, properties),
         }
-        if original is not None:
-            out["client_ts"] = iso(original)
         session = session_id(properties.get("session_id", context.get("session_id")))
         if session is not None:
             out["session_id"] = session
         ip, agent = context.get("ip"), context.get("userAgent")
         client = describe(ip if isinstance(ip, str) else request_client[0],
                           agent if isinstance(agent, str) else request_client[1])
-        return out, client
+        return out, client, skew
 
     def _payload(
         self,

@@ -15,13 +15,13 @@ import time
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.body import BodyError, read_body
-from collector.ingest import accept_parts, admit
-from collector.openapi import OPERATIONS, WRITE_SECURITY, _error
+from collector.ingest import accept_parts, admit, client_gone
+from collector.openapi import OPERATIONS, WRITE_SECURITY, error_response
 from collector.segment import TYPES, Mapper, Refused, event_id, instant
 from schemas import profiles
 
@@ -95,6 +95,8 @@ async def segment(request: Request) -> Response:
     except BodyError as exc:
         limit = " (SEGMENT_MAX_BATCH_BYTES)" if exc.status == 413 else ""
         return _refuse(exc.status, exc.code, exc.detail + limit)
+    except ClientDisconnect:
+        return client_gone()
     parsed = _parse(body, kind)
     if isinstance(parsed, Response):
         return parsed
@@ -146,7 +148,7 @@ async def _accept(
     received = int(time.time() * 1000)
     request_client = (request.client.host if request.client else None,
                       request.headers.get("user-agent"))
-    events: list[tuple[int, bytes, dict[str, str] | None]] = []
+    events: list[tuple[int, bytes, dict[str, str] | None, int]] = []
     refused: list[tuple[int, dict[str, object], str, str]] = []
     for index, raw in enumerate(messages):
         try:
@@ -162,11 +164,12 @@ async def _accept(
                             f"{settings.segment_max_message_bytes}-byte limit (SEGMENT_MAX_MESSAGE_BYTES)"))
             continue
         try:
-            event, client = mapper.event(message, kind, received, batch_sent_at, context, request_client)
+            event, client, skew = mapper.event(message, kind, received, batch_sent_at, context,
+                                               request_client)
         except Refused as exc:
             refused.append((index, exc.known, exc.reason, exc.detail))
             continue
-        events.append((index, msgspec.json.encode(event), client))
+        events.append((index, msgspec.json.encode(event), client, skew))
     result = await accept_parts(request, received, events, refused,
                                 "$" if kind is not None else "$.batch[{}]")
     return _segment_error(result) if isinstance(result, Response) else None
@@ -196,12 +199,12 @@ OPERATIONS.update({
                     "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"success": {"const": True}}}}}},
             "204": {"description": "Opt-out, DNT or analytics disabled: nothing stored"},
-            "400": _error("Malformed body"),
-            "401": _error("Missing or unknown write key"),
-            "413": _error("Body over SEGMENT_MAX_BATCH_BYTES or more than MAX_BATCH_SIZE messages"),
-            "415": _error("Not JSON or text/plain, or an unsupported Content-Encoding"),
-            "429": _error("Over RATE_LIMIT_PER_MINUTE", retry_after=True),
-            "503": _error("Store unavailable or backpressure", retry_after=True),
+            "400": error_response("Malformed body"),
+            "401": error_response("Missing or unknown write key"),
+            "413": error_response("Body over SEGMENT_MAX_BATCH_BYTES or more than MAX_BATCH_SIZE messages"),
+            "415": error_response("Not JSON or text/plain, or an unsupported Content-Encoding"),
+            "429": error_response("Over RATE_LIMIT_PER_MINUTE", retry_after=True),
+            "503": error_response("Store unavailable or backpressure", retry_after=True),
         },
     }
     for name in (*BATCH, *SINGLE)

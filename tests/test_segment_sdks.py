@@ -23,7 +23,7 @@ import redis
 from schemas.settings import Settings
 from tests import services
 from tests.conftest import WRITE_KEY
-from tests.sdk_helpers import stored_ids
+from tests.sdk_helpers import stored_events, stored_ids
 from tests.segment_helpers import Plan, RetryProxy, assert_kpis_equal_truth, plan
 from tests.test_privacy_collector import everything
 
@@ -44,14 +44,17 @@ class Pipeline:
         self.kpi.stop()
         self.collector.stop()
 
-    def check(self, p: Plan, proxy: RetryProxy) -> None:
-        """Every track stored once though the first batch went twice; KPIs and Redis as promised."""
+    def check(self, p: Plan, proxy: RetryProxy, platform: str, app_version: str = "unknown") -> None:
+        """Every track stored once though the first batch went twice; KPIs and Redis as promised;
+        the platform from the SDK's ``context.library.name``, as the README's table says."""
         posted = proxy.message_ids()
         assert any(n > 1 for n in posted.values()), "the SDK did not retry the batch whose answer was lost"
         assert len(posted) == len(p.messages)  # every message reached the collector
         services.wait_drained(self.r, self.settings)
         ids = stored_ids(self.r, self.settings)
         assert sum(ids.values()) == p.tracks and set(ids.values()) == {1}
+        stored = stored_events(self.r, self.settings)
+        assert {(e.platform, e.app_version) for e in stored} == {(platform, app_version)}
         assert_kpis_equal_truth(self.kpi.url, p)
         blob = b"\n".join(everything(self.r))
         assert b"analytics:{s" in blob  # the scan saw the shard keys
@@ -94,7 +97,7 @@ def test_segment_analytics_python(pipeline: Pipeline, rng: random.Random, use_gz
         client.shutdown()
     assert errors == []
     assert all(post["status"] == 200 for post in proxy.posts)
-    pipeline.check(p, proxy)
+    pipeline.check(p, proxy, "analytics-python")
 
 
 def test_rudder_sdk_python(pipeline: Pipeline, rng: random.Random) -> None:
@@ -115,7 +118,7 @@ def test_rudder_sdk_python(pipeline: Pipeline, rng: random.Random) -> None:
         finally:
             rudder_analytics.default_client = None
     assert errors == []
-    pipeline.check(p, proxy)
+    pipeline.check(p, proxy, "analytics-python")  # RudderStack's library keeps Segment's name
 
 
 def test_segment_analytics_node(pipeline: Pipeline, rng: random.Random) -> None:
@@ -130,7 +133,7 @@ def test_segment_analytics_node(pipeline: Pipeline, rng: random.Random) -> None:
     assert result["errors"] == []
     assert result["delivered"] == len(p.messages)
     assert {post["path"] for post in proxy.posts} == {"/v1/batch"}
-    pipeline.check(p, proxy)
+    pipeline.check(p, proxy, "analytics-node")
 
 
 PAGE = """<!doctype html><html><head><script src="/analytics-next.js"></script></head><body>shop</body></html>"""
@@ -213,7 +216,7 @@ def test_segment_analytics_next_in_chromium(pipeline: Pipeline, rng: random.Rand
     # nothing fetched from anywhere but the page and the collector (no CDN settings, no plugins)
     assert all(u.startswith(APP) or u.startswith(proxy.url) for u in requests), requests
     p.raw_ids.append(out["anonymousId"])
-    pipeline.check(p, proxy)
+    pipeline.check(p, proxy, "analytics-js", app_version="5.2.0")
 
 
 def test_seed002_counts_segment_users_and_anonymous_visitors_apart(env: dict[str, str], r: redis.Redis,
