@@ -7,6 +7,8 @@ Nothing here logs a body, an identifier or an address.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
+from schemas import keyspace
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
@@ -29,12 +32,15 @@ log = logging.getLogger("collector.ingest")
 _BATCH = msgspec.json.Decoder(Batch)
 
 
-def opted_out(request: Request) -> bool:
-    return (
-        not request.app.state.settings.analytics_enabled
-        or request.headers.get("x-analytics-opt-out", "").strip() == "1"
-        or request.headers.get("dnt", "").strip() == "1"
-    )
+def opted_out(request: Request) -> str | None:
+    """Why the request is dropped unread (disabled, opt_out header, dnt), or None."""
+    if not request.app.state.settings.analytics_enabled:
+        return "disabled"
+    if request.headers.get("x-analytics-opt-out", "").strip() == "1":
+        return "opt_out"
+    if request.headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    return None
 
 
 def store_unavailable(exc: BaseException) -> Response:
@@ -46,8 +52,11 @@ def store_unavailable(exc: BaseException) -> Response:
 async def admit(request: Request) -> Response | None:
     """The whole-request checks before the body is read: a response to send, or None to go on."""
     state = request.app.state
-    if opted_out(request):
+    reason = opted_out(request)
+    if reason is not None:
         metrics.OPT_OUTS.inc()
+        with contextlib.suppress(redis.RedisError, OSError):  # a count for the privacy report only
+            await state.redis.hincrby(keyspace.OPT_OUTS, reason, 1)
         return Response(status_code=204)
     subject, denied = authenticate(request, state.settings)
     # the client IP is counted even for a failed login, so keys cannot be guessed at speed
@@ -112,7 +121,7 @@ async def accept(
             skew = offset
     try:
         outcome = await state.validator.run(raw_events, received, skew, historical)
-        marker_ttl = import_marker_ttl(settings) if historical else None
+        marker_ttl = import_marker_ttl(state.store.settings) if historical else None  # run-time retention
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
         return store_unavailable(exc)

@@ -181,6 +181,12 @@ def compact(ev: StoredEvent) -> tuple[Any, ...]:
     return out + (True,) if ev.historical else out
 
 
+# Identifier fields that name a person (the profile's actor, seed 004's user or device): the
+# envelope field -> the StoredEvent field that keeps its keyed HMAC (pseudonymised with the salt of
+# the event's epoch). The per-person listing and erasure find a person through every field named
+# here (aggregator/subjects.py), so a new pseudonymised identifier is covered by adding it here.
+SUBJECT_FIELDS: dict[str, str] = {"anon_village_id": "village"}
+
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
 STORED_ENCODER = msgspec.msgpack.Encoder()
 

@@ -74,6 +74,12 @@ class Settings:
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
+    # -- data lifecycle (issue 14) --
+    # cold storage of raw events before they leave the streams: a local directory or an fsspec
+    # URL (s3://, gs://, with the matching package installed); "" turns archiving off
+    archive_url: str = ".run/archive"
+    archive_retention_days: int = 730  # archive partitions older than this are deleted (0: never)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
@@ -139,6 +145,8 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            archive_url=e.get("ANALYTICS_ARCHIVE_URL", d.archive_url).strip(),
+            archive_retention_days=num("ARCHIVE_RETENTION_DAYS", d.archive_retention_days),
         )
 
     @property
