@@ -17,12 +17,14 @@ import hmac
 import secrets
 import sys
 import time
+import uuid
 from typing import Any
 
 import msgspec
 import redis
 
 from aggregator import places
+from aggregator.purge import current, locked
 from aggregator.archive import EVENTS, REJECTIONS, Archive, open_archive, row_event
 from aggregator.subjects import Subject, subject
 from schemas import keyspace
@@ -31,6 +33,11 @@ from schemas.connection import open_sync
 from schemas.settings import Settings
 
 AUDIT_MAXLEN = 100_000
+AGGREGATES_NOTE = (
+    "aggregates are kept: they hold no identifier (HyperLogLog registers, counters), so the "
+    "person still counts once in the daily-active numbers of the days they were active, and "
+    "cannot be taken out of them; nothing in them leads back to the person"
+)
 
 
 def _event(ev: StoredEvent, place: str) -> dict[str, Any]:
@@ -47,15 +54,23 @@ def _needles(subj: Subject) -> tuple[bytes, ...]:
 
 def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_id: str,
          start_ms: int | None = None, end_ms: int | None = None) -> dict[str, Any]:
-    """``{"user_id", "pseudonyms", "count", "events"}``: each event once (by event id)."""
+    """``{"user_id", "pseudonyms", "count", "events"}``: each event once (by event id), with
+    ``place`` where it was found first and ``places`` every place that holds it (a late event
+    rests in its shard stream and in the late stream; the debug buffer copies recent ones)."""
     subj = subject(client, raw_id)
     found: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
 
     def keep(ev: dict[str, Any]) -> None:
-        if _in_range(ev["ts"], start_ms, end_ms) and ev["event_id"] not in found:
-            found[ev["event_id"]] = ev
-            used.update(ev.get(f) for f in subj.fields if ev.get(f) in subj.pseudonyms)
+        if not _in_range(ev["ts"], start_ms, end_ms):
+            return
+        seen = found.get(ev["event_id"])
+        if seen is not None:  # a copy (late stream, dead letter, debug buffer): one more place
+            if ev["place"] not in seen["places"]:
+                seen["places"].append(ev["place"])
+            return
+        found[ev["event_id"]] = {**ev, "places": [ev["place"]]}
+        used.update(ev.get(f) for f in subj.fields if ev.get(f) in subj.pseudonyms)
 
     if subj.pseudonyms:
         needles = _needles(subj)
@@ -72,10 +87,10 @@ def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_i
             event = e.record.get("event")
             if subj.matches_redacted(event):
                 ts = int(e.record.get("received") or e.ms)
-                eid = str(e.record.get("event_id") or f"rejection:{e.id}")
+                eid = _hex(e.record.get("event_id")) or f"rejection:{e.id}"
                 if _in_range(ts, start_ms, end_ms) and eid not in found:
                     found[eid] = {"event_id": eid, "ts": ts, "place": "rejections",
-                                  "rejection": e.record}
+                                  "places": ["rejections"], "rejection": e.record}
                     used.update(p for p in subj.pseudonyms if p in str(event))
         if archive is not None:
             for f in archive.files(EVENTS):
@@ -89,6 +104,14 @@ def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_i
 def erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw_id: str,
           requester: str) -> dict[str, Any]:
     """Remove every raw event of ``raw_id``; returns what was removed per place, and audits it."""
+    with locked(client) as got:
+        if not got:
+            raise RuntimeError("a purge holds the lock for over 30 s; retry the erasure")
+        return _erase(client, settings, archive, raw_id, requester)
+
+
+def _erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw_id: str,
+           requester: str) -> dict[str, Any]:
     subj = subject(client, raw_id)
     removed: dict[str, int] = {"events": 0, "late": 0, "deadletter": 0, "rejections": 0,
                                "recent": 0, "archive": 0}
@@ -141,6 +164,14 @@ def erase_archive(archive: Archive, subj: Subject) -> int:
     return n
 
 
+def _hex(event_id: Any) -> str | None:
+    """A rejected event's id in the stored events' form (32 hex digits), when it is a UUID."""
+    try:
+        return uuid.UUID(str(event_id)).hex if event_id else None
+    except ValueError:
+        return str(event_id)
+
+
 def _json(text: Any) -> Any:
     try:
         return msgspec.json.decode(text) if isinstance(text, str) else None
@@ -175,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     client = open_sync(settings.redis_url)
-    report = erase(client, settings, open_archive(settings.archive_url), args.user_id,
-                   args.requested_by)
+    settings = current(client, settings)
+    report = {**erase(client, settings, open_archive(settings.archive_url), args.user_id,
+                      args.requested_by), "aggregates": AGGREGATES_NOTE}
     sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -166,9 +166,20 @@ def _take_entries(client: redis.Redis, place: places.Place, old_day: Any, entry_
         yield taken
 
 
+COPIES = frozenset({"late", "deadletter"})  # kinds whose entries copy a shard-stream entry's body
+
+
 def _archive(archive: Archive, taken: Taken) -> None:
-    """Write what goes to the archive, durably, before anything is deleted."""
+    """Write what goes to the archive, durably, before anything is deleted.
+
+    The late and worker dead-letter streams hold copies of shard-stream entries (the workers
+    keep the entry itself, acknowledged), which leave the shard stream, archived, no later than
+    their copies do; so only the shard streams and the collector's rejections are archived, and
+    every event has one row.
+    """
     place = taken.place
+    if place.kind in COPIES:
+        return
     files: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for eid, events in taken.go.items():
         name = f"{place.kind}-s{place.shard}-{Archive.bucket(eid)}.parquet"
@@ -303,3 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                    dry_run=args.dry_run)
     sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

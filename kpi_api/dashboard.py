@@ -21,7 +21,7 @@ VENDOR = {
     "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
     "chartjs-chart-matrix.min.js": ("chartjs-chart-matrix", "dist/chartjs-chart-matrix.min.js"),
 }
-OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "privacy.js": "text/javascript"}
 
 
 def node_modules(configured: str) -> Path:
@@ -38,6 +38,12 @@ def resolve_vendor(configured: str) -> dict[str, Path]:
 
 async def page(request: Request) -> Response:
     return FileResponse(STATIC / "dashboard.html", media_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def privacy_page(request: Request) -> Response:
+    """The privacy report (``GET /internal/analytics/privacy-report``) as a page."""
+    return FileResponse(STATIC / "privacy.html", media_type="text/html",
                         headers={"Cache-Control": "no-cache"})
 
 
