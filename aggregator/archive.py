@@ -38,8 +38,15 @@ from schemas.catalog import StoredEvent
 HOUR_MS = 3_600_000
 EVENTS, REJECTIONS = "events", "rejections"
 TIME_FIELDS = frozenset({"ts", "ts_original", "received", "client_ts"})  # epoch ms in StoredEvent
-JSON_FIELDS = frozenset({"payload"})
 _TS = pa.timestamp("ms", tz="UTC")
+
+
+def _is_json(info: Any) -> bool:
+    """A field kept as JSON text: a mapping, a list, anything not a plain scalar."""
+    kinds = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
+    scalar = (msgspec.inspect.NoneType, msgspec.inspect.StrType, msgspec.inspect.ExtType,
+              msgspec.inspect.IntType, msgspec.inspect.BoolType, msgspec.inspect.FloatType)
+    return not all(isinstance(k, scalar) for k in kinds)
 
 
 def _arrow_type(name: str, info: Any) -> pa.DataType:
@@ -48,7 +55,7 @@ def _arrow_type(name: str, info: Any) -> pa.DataType:
         return _TS
     kinds = info.types if isinstance(info, msgspec.inspect.UnionType) else (info,)
     kinds = tuple(k for k in kinds if not isinstance(k, msgspec.inspect.NoneType))
-    if name in JSON_FIELDS or not kinds:
+    if _is_json(info) or not kinds:
         return pa.string()
     if all(isinstance(k, msgspec.inspect.StrType | msgspec.inspect.ExtType) for k in kinds):
         return pa.string()
@@ -63,6 +70,7 @@ def _arrow_type(name: str, info: Any) -> pa.DataType:
 
 _EVENT_INFO = msgspec.inspect.type_info(StoredEvent)
 EVENT_FIELDS = tuple(f.name for f in _EVENT_INFO.fields)
+JSON_FIELDS = frozenset(f.name for f in _EVENT_INFO.fields if _is_json(f.type))
 EVENT_SCHEMA = pa.schema(
     [("stream", pa.string()), ("shard", pa.int32()), ("entry_id", pa.string())]
     + [(f.name, _arrow_type(f.name, f.type)) for f in _EVENT_INFO.fields]

@@ -23,6 +23,7 @@ import redis
 
 from aggregator.effects import build, is_late
 from aggregator.worker import OPS_ENCODER, pending_total
+from infra.progress import Progress
 from schemas import keyspace, profiles
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.connection import open_sync
@@ -36,10 +37,14 @@ APPLY_LUA = Path(__file__).with_name("apply.lua").read_text()
 CHUNK_EVENTS = 1000
 
 
-def _retained(client: redis.Redis, shard: int, count: int = 200) -> Iterator[StoredEvent]:
+def _retained(
+    client: redis.Redis, shard: int, progress: Progress | None = None, count: int = 200
+) -> Iterator[StoredEvent]:
     start = "-"
     while True:
         entries = client.xrange(keyspace.stream(shard), min=start, count=count)
+        if progress is not None:
+            progress.advance(len(entries))
         for entry_id, fields in entries:
             try:
                 yield from STORED_LIST_DECODER.decode(fields[b"e"])
@@ -68,8 +73,13 @@ def _forget_days(client: redis.Redis, shard: int, days: list[str], kpis: tuple[K
     pipe.execute()
 
 
-def backfill(client: redis.Redis, settings: Settings, start: date, end: date, force: bool = False) -> dict[str, int]:
-    """Rebuild ``start``..``end``; returns how many events were applied and sessions paired."""
+def backfill(
+    client: redis.Redis, settings: Settings, start: date, end: date, force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Rebuild ``start``..``end``; returns how many events were applied and sessions paired.
+
+    ``progress`` advances by each retained stream entry read (of all shards' ``XLEN``)."""
     if not force and pending_total(client, settings):
         raise SystemExit("entries are still pending: let the workers catch up first (or --force)")
     kpis = profiles.load(settings.analytics_profile).kpis
@@ -91,7 +101,7 @@ def backfill(client: redis.Redis, settings: Settings, start: date, end: date, fo
                 totals["events"] += fx.applied
                 chunk.clear()
 
-        for ev in _retained(client, shard):
+        for ev in _retained(client, shard, progress):
             if is_late(ev, settings.late_window_ms):
                 continue
             if ev.session is not None and ev.name == "session_start":
@@ -129,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--end is before --start")
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level)
-    result = backfill(open_sync(settings.redis_url), settings, args.start, args.end, args.force)
+    client = open_sync(settings.redis_url)
+    entries = sum(client.xlen(keyspace.stream(shard)) for shard in range(settings.stream_shards))
+    with Progress("backfill", entries, unit="entries") as progress:
+        result = backfill(client, settings, args.start, args.end, args.force, progress)
     print(f"rebuilt {args.start}..{args.end}: {result['events']} events, {result['sessions']} sessions")
 
 

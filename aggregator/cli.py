@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--check", action="store_true",
-        help="exit 1 unless the named worker(s), or else any worker, has a fresh heartbeat",
+        help="exit 1 unless the named worker(s), or else at least --workers workers, have a fresh heartbeat",
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -57,13 +57,13 @@ def check(settings: Settings, name: str | None, workers: int) -> int:
     names = [] if not name else [name] if workers <= 1 else [f"{name}-{i}" for i in range(workers)]
     try:
         client = open_sync(settings.redis_url, attempts=3)
-        problems = stale_workers(client, settings, names)
+        problems = stale_workers(client, settings, names, at_least=max(workers, 1))
     except (redis.RedisError, OSError) as exc:
         problems = [f"redis unavailable: {exc.__class__.__name__}"]
     for problem in problems:
         print(f"stale: {problem}", file=sys.stderr)
     if not problems:
-        print(f"ok: {', '.join(names) if names else 'a worker'} alive")
+        print(f"ok: {', '.join(names) if names else f'{max(workers, 1)} worker(s)'} alive")
     return 1 if problems else 0
 
 

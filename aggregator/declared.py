@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas import keyspace
 from schemas.catalog import StoredEvent
+from schemas.kpis import ACTOR_FIELDS as ACTORS
 from schemas.kpis import Kpi
 
 if TYPE_CHECKING:
@@ -33,7 +34,17 @@ def dimension_value(ev: StoredEvent, dim: str) -> str | None:
         return ev.app_version
     if dim == "event_name":
         return ev.name
+    if dim in ACTOR_FIELDS:
+        return ACTOR_FIELDS[dim](ev)
     return _payload_value(ev.payload.get(dim))
+
+
+# the envelope's second actor: a signed-in user, and an anonymous visitor, which is an
+# anonymous id seen without a user (seed 002's two counts)
+ACTOR_FIELDS: dict[str, Callable[[StoredEvent], str | None]] = dict(zip(ACTORS, (
+    lambda ev: ev.user,
+    lambda ev: ev.anonymous if ev.user is None else None,
+)))
 
 
 def _payload_value(value: Any) -> str | None:

@@ -11,11 +11,12 @@ from schemas import keyspace
 from schemas.settings import Settings
 
 
-def stale_workers(client: redis.Redis, settings: Settings, names: list[str]) -> list[str]:
+def stale_workers(client: redis.Redis, settings: Settings, names: list[str], at_least: int = 1) -> list[str]:
     """Problems found, empty when healthy.
 
-    With ``names``, each named consumer must have a fresh heartbeat; without, at least one worker
-    must (a worker that stopped or hung lets its key expire after ``heartbeat_ttl_seconds``).
+    With ``names``, each named consumer must have a fresh heartbeat; without, at least
+    ``at_least`` workers must (a worker that stopped or hung lets its key expire after
+    ``heartbeat_ttl_seconds``).
     """
     now_ms = int(time.time() * 1000)
     limit_ms = settings.heartbeat_ttl_seconds * 1000
@@ -23,8 +24,8 @@ def stale_workers(client: redis.Redis, settings: Settings, names: list[str]) -> 
         found = [k.decode() for k in client.scan_iter(match=keyspace.HEARTBEAT_PATTERN, count=1000)]
         prefix = keyspace.heartbeat("")
         names = [k[len(prefix):] for k in found]
-        if not names:
-            return ["no worker has a fresh heartbeat"]
+        if len(names) < at_least:
+            return [f"{len(names)} worker(s) with a heartbeat, {at_least} expected"]
     problems = []
     for name, raw in zip(names, client.mget([keyspace.heartbeat(n) for n in names])):
         if raw is None:

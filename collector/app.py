@@ -9,11 +9,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from collector import seed001, seed002
 from collector.backpressure import Backpressure
 from collector.cors import cors_middleware
 from collector.history import import_history
 from collector.ingest import ingest
-from collector.metrics import Timing, metrics
+from collector.metrics import Timing, metrics, serve_separately
 from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
@@ -22,7 +23,7 @@ from collector.sdk_asset import sdk_js
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
-from schemas.service import ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -38,9 +39,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.validator = Validator(settings, pseudonymizer)
         app.state.ratelimit = RateLimiter(client, settings, pseudonymizer)
         app.state.backpressure = Backpressure(client, settings)
+        stop_metrics = (
+            serve_separately(settings.collector_metrics_port, settings.host)
+            if settings.collector_metrics_port else None
+        )
         try:
             yield
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             await client.aclose()
 
     routes = [
@@ -49,11 +56,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/internal/analytics/debug/recent-events", recent_events),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
         Route("/openapi.json", openapi),
         Route("/sdk.js", sdk_js, methods=["GET"]),
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
+        *seed001.ROUTES,
+        *seed002.ROUTES,
     ]
+    if not settings.collector_metrics_port:  # else only on that port, not the public one
+        routes.append(Route("/metrics", metrics))
     app = Starlette(
         routes=routes,
         middleware=[
@@ -62,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(Timing, paths=frozenset(r.path for r in routes)),
         ],
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings
     app.state.service = "collector"

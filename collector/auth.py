@@ -47,7 +47,7 @@ def authenticate(request: Request, settings: Settings) -> tuple[str | None, str 
     token = tokens.bearer(authorization)
     if token:
         try:
-            claims = tokens.verify(settings.jwt_secret_key, token, roles=None)
+            claims = tokens.verify(settings.jwt_secret_key, token, roles=None, max_age_s=settings.jwt_max_age_seconds)
         except tokens.TokenError as exc:
             return None, exc.detail
         return "jwt:" + str(claims.get("sub", "")), None
@@ -71,7 +71,9 @@ def admin_only(request: Request, settings: Settings) -> Response | None:
         return error(401, "unauthorized", "bearer JWT with role admin required",
                      {"WWW-Authenticate": "Bearer"})
     try:
-        tokens.verify(settings.jwt_secret_key, token, roles=("admin",))
+        tokens.verify(
+            settings.jwt_secret_key, token, roles=("admin",), max_age_s=settings.jwt_max_age_seconds
+        )
     except tokens.TokenError as exc:
         return error(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.detail)
     return None

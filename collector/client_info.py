@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
+from starlette.requests import Request
 from ua_parser import parse
 
 DEVICE_TYPES = ("desktop", "mobile", "tablet", "bot", "other")
@@ -57,3 +58,13 @@ def _device_type(device: str, os_family: str) -> str:
     if o in _DESKTOP_OS:
         return "desktop"
     return "other"
+
+
+def client_info(request: Request) -> dict[str, str]:
+    """What an event may keep of its request's client: ``ip`` (masked; left out when the peer is
+    not an IP address) and the User-Agent's ``browser``, ``os`` and ``device_type``."""
+    out = dict(parse_user_agent(request.headers.get("user-agent")))
+    masked = mask_ip(request.client.host if request.client else None)
+    if masked is not None:
+        out["ip"] = masked
+    return out

@@ -29,8 +29,10 @@ import msgspec
 import redis.asyncio as aredis
 
 from collector.privacy import Pseudonymizer
+from collector.redact import PSEUDO
 from collector.store import EventStore, Rejection
-from collector.validate import PSEUDO, Validator
+from collector.validate import Validator
+from infra.progress import Progress
 from schemas import keyspace
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.settings import Settings
@@ -147,11 +149,14 @@ async def replay(
     reason: str | None = None,
     event: str | None = None,
     dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> ReplayReport:
     validator = Validator(settings, Pseudonymizer(client, settings))
     store = EventStore(client, settings)
     report = ReplayReport()
     async for entry in entries(client, reason, event, streams=sources(settings)):
+        if progress is not None:
+            progress.advance()
         if entry.kind == "worker":
             stream = entry.record.get("stream")
             if not isinstance(stream, str) or not entry.body:

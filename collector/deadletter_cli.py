@@ -13,6 +13,7 @@ import json
 import sys
 
 from collector import deadletter
+from infra.progress import Progress
 from schemas.connection import open_async
 from schemas.settings import Settings
 
@@ -47,7 +48,11 @@ async def run(argv: list[str], settings: Settings) -> int:
                 print(json.dumps(entry.summary()))
                 shown += 1
         else:
-            report = await deadletter.replay(client, settings, args.reason, args.event, args.dry_run)
+            found = await deadletter.count(client, args.reason, args.event, deadletter.sources(settings))
+            with Progress("replay", found["total"], unit="entries") as progress:
+                report = await deadletter.replay(
+                    client, settings, args.reason, args.event, args.dry_run, progress
+                )
             print(json.dumps({
                 "replayed": report.replayed,
                 "duplicates": report.duplicates,

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from infra.progress import Progress
+
 
 def _batches(lines: TextIO, size: int) -> Iterator[tuple[list[int], list[Any]]]:
     """(line numbers, events) per batch; blank lines are skipped."""
@@ -51,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         parser.error("an admin bearer token is required (--token or ANALYTICS_ADMIN_TOKEN)")
     stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    total = None
+    if args.file != "-":  # a file can be counted first, for a bar with an end
+        with open(args.file, encoding="utf-8") as counting:
+            total = sum(1 for line in counting if line.strip())
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     headers = {"Authorization": f"Bearer {args.token}"}
-    with stream, httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
+    with stream, httpx.Client(base_url=args.url, headers=headers, timeout=60) as client, \
+            Progress("import", total) as progress:
         for numbers, events in _batches(stream, max(1, args.batch)):
             body = {"batch_id": str(uuid.uuid4()), "events": events}
             resp = client.post("/internal/analytics/import", json=body)
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             totals["accepted"] += result["accepted"]
             totals["duplicates"] += result["duplicates"]
             totals["rejected"] += len(result["rejected"])
+            progress.advance(len(events), accepted=result["accepted"], duplicates=result["duplicates"],
+                             rejected=len(result["rejected"]))
             for rej in result["rejected"]:
                 print(f"line {numbers[rej['index']]}: {'; '.join(rej['errors'])}", file=sys.stderr)
     print(json.dumps(totals))

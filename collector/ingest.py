@@ -16,7 +16,7 @@ from datetime import datetime
 
 import msgspec
 import redis
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from collector import metrics
@@ -49,8 +49,12 @@ def store_unavailable(exc: BaseException) -> Response:
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
-async def admit(request: Request) -> Response | None:
-    """The whole-request checks before the body is read: a response to send, or None to go on."""
+async def admit(request: Request, public: bool = False) -> Response | None:
+    """The whole-request checks before the body is read: a response to send, or None to go on.
+
+    ``public``: a request without credentials may write too (seed 002's keyless route, under
+    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid.
+    """
     state = request.app.state
     reason = opted_out(request)
     if reason is not None:
@@ -59,6 +63,10 @@ async def admit(request: Request) -> Response | None:
             await state.redis.hincrby(keyspace.OPT_OUTS, reason, 1)
         return Response(status_code=204)
     subject, denied = authenticate(request, state.settings)
+    if denied and public and not (
+        request.headers.get("authorization") or request.headers.get("x-write-key")
+    ):
+        denied = None
     # the client IP is counted even for a failed login, so keys cannot be guessed at speed
     subjects = [("ip", request.client.host if request.client else "unknown")]
     if subject is not None:
@@ -93,10 +101,14 @@ def import_marker_ttl(settings: Settings) -> int:
 class Result:
     accepted: int = 0
     duplicates: int = 0
+    late: int = 0  # of the accepted: already past the late window, stored but never counted
     rejected: list[dict[str, object]] = field(default_factory=list)
 
     def body(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+        return {
+            "accepted": self.accepted, "duplicates": self.duplicates, "late": self.late,
+            "rejected": self.rejected,
+        }
 
 
 async def accept(
@@ -104,11 +116,15 @@ async def accept(
     raw_events: list[msgspec.Raw],
     sent_at: datetime | None,
     historical: bool = False,
+    client: dict[str, str] | None = None,
+    sizes: list[int] | None = None,
 ) -> Result | Response:
     """Validate and store a batch's events; a 503 response when the store fails (nothing 2xx).
 
     ``historical`` (the admin import path) marks the events as exempt from the late window and
-    keeps their idempotency markers for the retention period.
+    keeps their idempotency markers for the retention period. ``client`` (``client_info``: a
+    masked IP and User-Agent families) is stored with each event, for routes that record it;
+    ``sizes`` are the events' sizes as sent, for routes that translate them (see ``Validator.run``).
     """
     state = request.app.state
     settings = state.settings
@@ -120,7 +136,7 @@ async def accept(
         if abs(offset) > settings.skew_tolerance_seconds * 1000:
             skew = offset
     try:
-        outcome = await state.validator.run(raw_events, received, skew, historical)
+        outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
         marker_ttl = import_marker_ttl(state.store.settings) if historical else None  # run-time retention
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
@@ -128,11 +144,13 @@ async def accept(
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())
     result.duplicates = sum(len(f) for f in flags.values()) - result.accepted
+    result.late = sum(flags[shard][i] for shard, positions in outcome.late.items() for i in positions)
     result.rejected = [
         {"index": r.index, "event_id": r.event_id, "errors": r.errors} for r in outcome.rejections
     ]
     metrics.ACCEPTED.inc(result.accepted)
     metrics.DUPLICATES.inc(result.duplicates)
+    metrics.LATE.inc(result.late)
     metrics.BATCH_SIZE.observe(len(raw_events))
     for r in outcome.rejections:
         metrics.REJECTED.labels(r.reason).inc()
@@ -151,6 +169,11 @@ async def read_batch(request: Request) -> Batch | Response:
         body = await read_body(request, settings.max_body_bytes)
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
+    except ClientDisconnect:
+        # normal on the internet (a phone losing signal): one line and a count, nothing stored
+        metrics.DISCONNECTS.inc()
+        log.info("client disconnected before its body was read")
+        return error(400, "client_disconnected", "the client went away before its body was read")
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:

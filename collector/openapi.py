@@ -134,9 +134,14 @@ OPERATIONS[("/internal/analytics/import", "post")] = {
 }
 
 
+# for routes in other modules: their bodies' structs, and the two builders of their operations
+EXTRA_STRUCTS: list[type] = []
+ref, error_response = _ref, _error
+
+
 def _components(events: list[type[Event]]) -> dict[str, Any]:
     _, comps = msgspec.json.schema_components(
-        [Batch, IngestResult, ErrorBody, *events],
+        [Batch, IngestResult, ErrorBody, *EXTRA_STRUCTS, *events],
         ref_template="#/components/schemas/{name}",
     )
     comps["Batch"]["properties"]["events"]["items"] = {

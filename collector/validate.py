@@ -12,29 +12,23 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from collector import batch_decoder
 from collector.privacy import MEMO_MAX, Pseudonymizer
+from collector.redact import PSEUDO, Redactor, canonical_uuid, token_like
 from collector.sanitize import TooDeep, sanitize
 from collector.store import Encoded, Rejection, encoded
 from schemas import keyspace, profiles
-from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent
+from schemas.catalog import EVENT_ID_EXT, STORED_ENCODER, Envelope, Event, StoredEvent, extras
 from schemas.days import EPOCH, MS, to_ms
 from schemas.settings import Settings
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
-IDENTIFIER_FIELDS = frozenset(
-    {"anon_village_id", "session_id", "user_id", "anonymous_id", "userId", "anonymousId",
-     "device_id", "ip"}
-)
-PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
 _NO_PAYLOAD: dict[str, object] = {}
 
@@ -52,6 +46,15 @@ def _located(index: int, exc: Exception) -> str:
 class Outcome:
     by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
     rejections: list[Rejection] = field(default_factory=list)
+    # per shard, the positions in by_shard[shard] of events already past the late window on
+    # arrival: stored (and kept aside by the workers), but never counted; the answer says how many
+    late: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, shard: int, item: Encoded, late: bool) -> None:
+        bucket = self.by_shard.setdefault(shard, [])
+        if late:
+            self.late.setdefault(shard, []).append(len(bucket))
+        bucket.append(item)
 
 
 @dataclass
@@ -74,13 +77,15 @@ class Validator:
         self.decoders = {key: msgspec.json.Decoder(struct) for key, struct in profile.events.items()}
         self.known = ", ".join(sorted({n for n, _ in profile.events}))
         self.hashed_fields = profile.hashed_fields
+        self.redactor = Redactor(settings, pseudonymizer, profile.events, profile.hashed_fields)
+        self.coarsened = profile.coarsened
         try:
             self.batch_decoder, self.batch_kinds = batch_decoder.tagged(profile.events)
         except (TypeError, ValueError):  # a catalog this cannot mirror: per-event path only
             self.batch_decoder, self.batch_kinds = None, {}
         # payload structs stored as they are, no to_builtins (none when fields are hashed)
         self.plain_payloads: frozenset[type] = frozenset()
-        if not self.hashed_fields:
+        if not self.hashed_fields and not self.coarsened:
             payloads = {
                 f.type for t in self.batch_kinds for f in msgspec.structs.fields(t)
                 if f.name == "payload" and isinstance(f.type, type)
@@ -96,23 +101,36 @@ class Validator:
         self._memo_size = 0
 
     async def run(
-        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool = False
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int,
+        historical: bool = False, client: dict[str, str] | None = None,
+        sizes: list[int] | None = None,
     ) -> Outcome:
-        fast = await self._batch(raw_events, received_ms, skew_ms, historical)
+        """``client`` (a request's masked IP and UA families, see ``collector/client_info``) is
+        stored with each accepted event; it never comes from the body. ``sizes``: each event's
+        size as its client sent it, when a route translated it into a catalog event (the limit
+        applies to what the client sent, not to the translation)."""
+        fast = await self._batch(raw_events, received_ms, skew_ms, historical, client, sizes)
         if fast is not None:
             return fast
         out = Outcome()
         for index, raw in enumerate(raw_events):
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                checked.stored.client = client
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
 
+    def _late(self, ts: int, received_ms: int, historical: bool) -> bool:
+        """Past the late window on arrival (the workers' rule, ``aggregator.effects.is_late``)."""
+        return not historical and ts < received_ms - self.settings.late_window_ms
+
     async def _batch(
-        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool
+        self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool,
+        client: dict[str, str] | None = None, sizes: list[int] | None = None,
     ) -> Outcome | None:
         """The whole batch at once when every event is valid as sent; None otherwise.
 
@@ -123,7 +141,7 @@ class Validator:
         s = self.settings
         if self.batch_decoder is None or not raw_events:
             return None
-        if max(map(len, raw_events)) > s.max_event_size:
+        if max(sizes or map(len, raw_events)) > s.max_event_size:
             return None
         try:
             events = self.batch_decoder.decode(b"[" + b",".join(raw_events) + b"]")
@@ -139,11 +157,13 @@ class Validator:
         salts: dict[int, bytes] = {}  # this batch's, so no eviction can drop one mid-batch
         digest = pseudo.digest
         shards = s.stream_shards
-        hashed = self.hashed_fields
+        treated = self.hashed_fields or self.coarsened
         encode = STORED_ENCODER.encode
         to_builtins = msgspec.to_builtins
         Ext = msgspec.msgpack.Ext
         by_shard: dict[int, list[Encoded]] = {}
+        late: dict[int, list[int]] = {}
+        oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
         future: list[int] = []
         last_salt = b""
         villages: dict[str, tuple[str, int]] = {}
@@ -192,8 +212,8 @@ class Validator:
             payload = getattr(ev, "payload", _NO_PAYLOAD)
             if type(payload) not in plain:  # encodes unlike its builtins, or has hashed fields
                 payload = to_builtins(payload)
-                if hashed:
-                    self._hash_fields(payload, salt)
+                if treated:
+                    self._treat(payload, salt)
             client_ts = ev.client_ts
             if client_ts is not None:
                 if client_ts == ts_utc:  # the same instant: the same milliseconds
@@ -207,22 +227,32 @@ class Validator:
                 None if skew_ms == 0 else ts_original, received_ms, village, ev.app_version,
                 ev.platform, session, session_alt, client_ts, payload,
             )
-            if historical:
+            user, anonymous = ev.user_id, ev.anonymous_id
+            if user is not None or anonymous is not None or client is not None:
+                if user is not None:
+                    user = pseudo.memoised(salt, user)
+                if anonymous is not None:
+                    anonymous = pseudo.memoised(salt, anonymous)
+                row += extras(historical, user, anonymous, client)
+            elif historical:
                 row += (True,)
             item = (eid.hex(), encode(row))
             bucket = by_shard.get(shard)
             if bucket is None:
-                by_shard[shard] = [item]
-            else:
-                bucket.append(item)
+                bucket = by_shard[shard] = []
+            if ts < oldest:
+                late.setdefault(shard, []).append(len(bucket))
+            bucket.append(item)
         self._grew(grown)
-        out = Outcome(by_shard=by_shard)
+        out = Outcome(by_shard=by_shard, late=late)
         for index in future:
             raw = raw_events[index]
-            checked = await self.check(index, raw, received_ms, skew_ms)
+            size = None if sizes is None else sizes[index]
+            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:  # not reached: the same check rejects it
                 checked.stored.historical = historical
-                out.by_shard.setdefault(checked.shard, []).append(encoded(checked.stored))
+                checked.stored.client = client
+                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
         return out
@@ -256,13 +286,16 @@ class Validator:
         skew_ms: int,
         pseudonyms: dict[str, str] | None = None,
         shard: int | None = None,
+        size: int | None = None,
     ) -> Checked:
-        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay."""
+        """Validate one event; ``pseudonyms`` (village, session) come from a dead-letter replay;
+        ``size`` is the event's size as sent, when it differs from ``raw``'s."""
         s = self.settings
-        if len(raw) > s.max_event_size:
+        size = len(raw) if size is None else size
+        if size > s.max_event_size:
             return Checked(
                 errors=[
-                    f"$.events[{index}]: event is {len(raw)} bytes, over the "
+                    f"$.events[{index}]: event is {size} bytes, over the "
                     f"{s.max_event_size}-byte limit (ANALYTICS_MAX_EVENT_SIZE)"
                 ],
                 reason="too_large",
@@ -315,8 +348,9 @@ class Validator:
         out.name, out.version = env.event_name, env.event_version
         decoder = self.decoders.get((env.event_name, env.event_version))
         if decoder is None:
+            name = env.event_name if token_like(env.event_name) else "<not a name>"
             out.errors = [
-                f"$.events[{index}].event_name: unknown event {env.event_name!r} version "
+                f"$.events[{index}].event_name: unknown event {name!r} version "
                 f"{env.event_version} (catalog: {self.known})"
             ]
             out.reason = "unknown_event"
@@ -356,17 +390,32 @@ class Validator:
             session_alt=session_alt,
             client_ts=to_ms(event.client_ts) if event.client_ts else None,
             payload=await self._payload(event, ts, received_ms),
+            user=await self._actor(event.user_id, ts, received_ms),
+            anonymous=await self._actor(event.anonymous_id, ts, received_ms),
         )
+
+    async def _actor(self, raw: str | None, ts: int, received_ms: int) -> str | None:
+        """A second actor id's pseudonym (a dead-letter replay carries it already, ``pseudo:``)."""
+        if raw is None:
+            return None
+        if raw.startswith(PSEUDO):
+            return raw.removeprefix(PSEUDO)
+        return await self.pseudo.pseudonym(raw, ts, received_ms)
 
     async def _payload(self, event: Event, ts: int, received_ms: int) -> dict[str, object]:
         payload = msgspec.to_builtins(getattr(event, "payload", {}))
-        if self.hashed_fields:
-            self._hash_fields(payload, await self.pseudo.salt(self.pseudo.epoch(ts), received_ms))
+        if self.hashed_fields or self.coarsened:
+            self._treat(payload, await self.pseudo.salt(self.pseudo.epoch(ts), received_ms))
         return payload
 
-    def _hash_fields(self, payload: dict[str, object], salt: bytes) -> None:
-        """The profile's identifier and free-text fields as keyed HMACs under the event time's
-        salt, in place (a replayed dead-letter copy carries them already, as ``pseudo:`` values)."""
+    def _treat(self, payload: dict[str, object], salt: bytes) -> None:
+        """The profile's declared treatments of payload fields, in place: identifier and
+        free-text fields as keyed HMACs under the event time's salt (a replayed dead-letter copy
+        carries them already, as ``pseudo:`` values), coarsened numbers rounded."""
+        for name in self.coarsened.keys() & payload.keys():
+            value = payload[name]
+            if isinstance(value, float | int) and not isinstance(value, bool):
+                payload[name] = round(float(value), self.coarsened[name])
         for name in self.hashed_fields & payload.keys():
             value = payload[name]
             if isinstance(value, str) and value.startswith(PSEUDO):
@@ -384,7 +433,7 @@ class Validator:
         return Rejection(
             index=index,
             event_id=_event_id(obj),
-            event_name=checked.name if isinstance(checked.name, str) else None,
+            event_name=checked.name if isinstance(checked.name, str) and token_like(checked.name) else None,
             event_version=checked.version if isinstance(checked.version, int) else None,
             errors=checked.errors,
             received=received_ms,
@@ -397,46 +446,10 @@ class Validator:
     async def _redacted(
         self, obj: dict[str, object] | None, received_ms: int, skew_ms: int
     ) -> dict[str, object] | None:
-        """What the dead-letter keeps of a bad event: identifiers pseudonymised, no free text.
-
-        Identifiers are hashed with the salt of the event's own time (when it can be read), as an
-        accepted event's would be, so that a replay stores the same pseudonyms.
-        """
+        """What the dead-letter keeps of a bad event (``collector/redact.py``: an allow-list)."""
         if obj is None:
             return None
-        ts = _ts_hint(obj.get("ts_utc"), skew_ms, received_ms)
-        try:
-            out = await self._scrub(None, obj, ts, received_ms, 0)
-        except TooDeep:
-            return None
-        return out if isinstance(out, dict) else None
-
-    async def _scrub(
-        self, key: str | None, value: object, ts: int, received_ms: int, depth: int
-    ) -> object:
-        if depth > 8:
-            raise TooDeep("nested too deeply")
-        hashed = key in IDENTIFIER_FIELDS or key in self.hashed_fields
-        if hashed and not isinstance(value, dict | list):
-            text = str(value)
-            if text.startswith(PSEUDO):  # a replayed copy: already a pseudonym
-                return text if _token_like(text) else None
-            return PSEUDO + await self.pseudo.pseudonym(text, ts, received_ms)
-        if isinstance(value, dict):
-            return {
-                str(k)[:64]: await self._scrub(str(k), v, ts, received_ms, depth + 1)
-                for k, v in list(value.items())[:50]
-                if v is not None
-            }
-        if isinstance(value, list):
-            return [
-                await self._scrub(key, v, ts, received_ms, depth + 1)
-                for v in value[:20]
-                if v is not None
-            ]
-        if isinstance(value, str):
-            return value if _token_like(value) else f"<redacted {len(value)} chars>"
-        return value
+        return await self.redactor.copy(obj, skew_ms, received_ms)
 
 
 def _kind(exc: Exception) -> str:
@@ -455,26 +468,5 @@ def _object(raw: bytes | msgspec.Raw) -> dict[str, object] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _ts_hint(value: object, skew_ms: int, received_ms: int) -> int:
-    if isinstance(value, str):
-        try:
-            parsed = msgspec.convert(value, datetime)
-            if parsed.tzinfo is not None:
-                return to_ms(parsed) + skew_ms
-        except (msgspec.ValidationError, OverflowError):
-            pass
-    return received_ms
-
-
-def _token_like(value: str) -> bool:
-    return len(value) <= 64 and all(c.isalnum() or c in "_.:-+" for c in value)
-
-
 def _event_id(obj: dict[str, object] | None) -> str | None:
-    value = obj.get("event_id") if obj is not None else None
-    if not isinstance(value, str):
-        return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return value if _token_like(value) else None
+    return canonical_uuid(obj.get("event_id")) if obj is not None else None

@@ -11,9 +11,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from kpi_api import adjustable, dashboard, privacy_report, reports, routes, subjects
+from kpi_api.metrics import Timing, metrics
+from kpi_api.openapi import openapi
 from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
-from schemas.service import ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -52,14 +54,15 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/api/admin/analytics/active-users/", reports.active_users),
             Route("/api/admin/analytics/top-services/", reports.top_services),
             Route("/api/admin/analytics/export/", reports.admin_export),
-            Route("/dashboard", dashboard.page),
-            Route("/dashboard/privacy", dashboard.privacy_page),
-            Route("/dashboard/assets/{name}", dashboard.asset),
+            *(dashboard.ROUTES if settings.dashboard_enabled else ()),  # DASHBOARD_ENABLED
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/openapi.json", openapi),
         ],
-        middleware=[Middleware(ServerTime)],
+        middleware=[Middleware(ServerTime), Middleware(Timing)],
         lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.settings = settings  # with an admin's run-time changes (kpi_api/adjustable.py)
     app.state.base_settings = settings

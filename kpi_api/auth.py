@@ -15,7 +15,7 @@ import redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kpi_api import overrides
+from kpi_api import metrics, overrides
 from kpi_api.errors import HTTPError
 from schemas import keyspace, tokens
 from schemas.service import error
@@ -26,6 +26,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 READ = ("staff", "admin")
 ADMIN = ("admin",)
 WINDOW_S = 60
+DROPPED = (redis.ConnectionError, redis.TimeoutError, OSError)
+DROPPED_RETRIES = 1
 
 
 def token_digest(token: str) -> str:
@@ -37,7 +39,8 @@ def authenticate(request: Request, roles: tuple[str, ...]) -> tuple[str, dict[st
     if token is None:
         raise HTTPError(401, "unauthorized", "bearer token required", {"WWW-Authenticate": "Bearer"})
     try:
-        claims = tokens.verify(request.app.state.settings.jwt_secret_key, token, roles)
+        settings = request.app.state.settings
+        claims = tokens.verify(settings.jwt_secret_key, token, roles, max_age_s=settings.jwt_max_age_seconds)
     except tokens.TokenError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise HTTPError(exc.status, code, exc.detail) from None
@@ -62,23 +65,36 @@ async def rate_limit(request: Request, token: str) -> None:
                         {"Retry-After": str(retry)})
 
 
+def unavailable(exc: BaseException) -> Response:
+    metrics.STORE_ERRORS.inc()
+    logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
+    return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
+
+
 def guard(roles: tuple[str, ...] = READ) -> Callable[[Endpoint], Endpoint]:
     """Check the token's role, count it against its rate limit, and map errors to JSON bodies."""
 
     def wrap(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            try:
-                await overrides.refresh(request)
-                token, claims = authenticate(request, roles)
-                await rate_limit(request, token)
-                request.state.claims = claims
-                return await endpoint(request)
-            except HTTPError as exc:
-                return error(exc.status, exc.code, exc.detail, exc.headers)
-            except (redis.RedisError, OSError) as exc:
-                logger.warning("KPI store unavailable: %s", exc.__class__.__name__)
-                return error(503, "store_unavailable", "KPI store unavailable, retry", {"Retry-After": "1"})
+            for attempt in range(1 + DROPPED_RETRIES):
+                try:
+                    await overrides.refresh(request)
+                    token, claims = authenticate(request, roles)
+                    await rate_limit(request, token)
+                    request.state.claims = claims
+                    return await endpoint(request)
+                except HTTPError as exc:
+                    return error(exc.status, exc.code, exc.detail, exc.headers)
+                except DROPPED as exc:
+                    # a pooled connection that died with the server (a restart): the pool drops
+                    # it, and the request is tried once more on a fresh one
+                    if attempt < DROPPED_RETRIES:
+                        continue
+                    return unavailable(exc)
+                except (redis.RedisError, OSError) as exc:
+                    return unavailable(exc)
+            raise AssertionError("unreachable")
 
         return guarded
 

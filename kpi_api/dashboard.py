@@ -13,6 +13,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.routing import Route
 
 from schemas.service import error
 
@@ -21,7 +22,8 @@ VENDOR = {
     "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
     "chartjs-chart-matrix.min.js": ("chartjs-chart-matrix", "dist/chartjs-chart-matrix.min.js"),
 }
-OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "privacy.js": "text/javascript"}
+OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml",
+       "privacy.js": "text/javascript"}
 
 
 def node_modules(configured: str) -> Path:
@@ -42,7 +44,7 @@ async def page(request: Request) -> Response:
 
 
 async def privacy_page(request: Request) -> Response:
-    """The privacy report (``GET /internal/analytics/privacy-report``) as a page."""
+    """The privacy report page (it reads ``GET /internal/analytics/privacy-report``)."""
     return FileResponse(STATIC / "privacy.html", media_type="text/html",
                         headers={"Cache-Control": "no-cache"})
 
@@ -58,3 +60,8 @@ async def asset(request: Request) -> Response:
                          f"{name} is not installed: run `npm ci` in the repository root")
         return error(404, "not_found", f"no asset {name!r}")
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+
+
+# a staff feature behind a switch: with DASHBOARD_ENABLED=false these routes are not served (404)
+ROUTES = (Route("/dashboard", page), Route("/dashboard/privacy", privacy_page),
+          Route("/dashboard/assets/{name}", asset))

@@ -94,9 +94,9 @@ def iso(ms: int | None) -> str:
 EVENT_COLUMNS = ("event_id", "ts_utc", "event_name", "event_version", "anon_village_id", "session_id",
                  "app_version", "platform", "client_ts", "server_received_ts", "payload")
 
-# Seed 002's export columns, mapped: user_id is empty (the catalog has no signed-in users; the
-# village pseudonym is the anonymous id), source is the platform, ip_address is always empty
-# because no IP address is ever stored.
+# Seed 002's export columns, mapped: user_id and anonymous_id are the pseudonyms of the envelope's
+# second actor (an event without either, from another route, shows its village as the anonymous
+# id), source is the platform, ip_address the masked IP its route stored (never a raw one).
 SEED002_COLUMNS = ("id", "created_at", "event_type", "user_id", "anonymous_id", "source", "ip_address", "payload")
 
 
@@ -114,8 +114,10 @@ def event_row(ev: StoredEvent) -> list[Any]:
 
 
 def seed002_row(ev: StoredEvent) -> list[Any]:
-    return [event_id(ev.event_id), iso(ev.ts), ev.name, "", ev.village, ev.platform, "",
-            json.dumps(ev.payload, separators=(",", ":"))]
+    second = ev.user is not None or ev.anonymous is not None
+    anonymous = (ev.anonymous or "") if second else ev.village
+    return [event_id(ev.event_id), iso(ev.ts), ev.name, ev.user or "", anonymous, ev.platform,
+            (ev.client or {}).get("ip", ""), json.dumps(ev.payload, separators=(",", ":"))]
 
 
 async def csv_stream(chunks: AsyncIterator[list[StoredEvent]], header: tuple[str, ...],

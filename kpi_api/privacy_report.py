@@ -132,5 +132,6 @@ def report(client: redis.Redis, settings: Settings) -> dict[str, Any]:
 
 @guard()
 async def privacy_report(request: Request) -> Response:
+    """What is collected per event type, how it is treated, and what is kept for how long."""
     client = sync_client(request)
     return JSONResponse(await asyncio.to_thread(report, client, request.app.state.settings))

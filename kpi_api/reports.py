@@ -1,8 +1,9 @@
 """Seed 001 and seed 002 reports, computed from the same aggregates (and raw streams) as the KPIs.
 
-Mapping to this catalog: the actor is the pseudonymous village, so "users" are villages; no event
-carries a signed-in account apart from it, so ``unique_anonymous`` is 0 until a catalog declares a
-second actor kind.
+Mapping to the catalog: the actor is the pseudonymous village (seed 001: the user). A profile that
+declares uniques KPIs of the envelope's second actor (``field="user"`` and ``field="anonymous"``,
+seed 002's) gets ``unique_users`` and ``unique_anonymous`` from them; under any other profile
+"users" are the actors and ``unique_anonymous`` is 0.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from kpi_api import export, kpis, params, privacy, queries
+from kpi_api import declared, export, kpis, params, privacy, queries
 from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
 from kpi_api.routes import cached
 from schemas import profiles
 from schemas.connection import open_sync
+from schemas.kpis import ACTOR_FIELDS
 
 FIELD = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
@@ -54,24 +56,34 @@ async def dau(request: Request) -> Response:
     return await cached(request, ("dau", day), day, compute)
 
 
-async def _day_numbers(request: Request, day: date) -> tuple[int, dict[str, int]]:
+async def _day_numbers(request: Request, day: date) -> tuple[int, int, dict[str, int]]:
+    """(signed-in users, anonymous visitors, events by type) of one day."""
     r, s = request.app.state.redis, request.app.state.settings
-    villages = (await queries.uniques_per_day(r, s, [day]))[0]
     counters = (await queries.counters_per_day(r, s, [day]))[0]
-    return villages, {k: v for k, v in sorted(counters.items()) if "@" not in k}
+    by_type = {k: v for k, v in sorted(counters.items()) if "@" not in k}
+    kpis_ = profiles.load(s.analytics_profile).kpis
+    users, anonymous = (next((k for k in kpis_ if k.kind == "uniques" and k.field == f), None)
+                        for f in ACTOR_FIELDS)
+    if users is None or anonymous is None:
+        return (await queries.uniques_per_day(r, s, [day]))[0], 0, by_type
+    u = (await declared.uniques(r, s, users, [day]))[0]["value"]
+    a = (await declared.uniques(r, s, anonymous, [day]))[0]["value"]
+    return int(u), int(a), by_type
 
 
-@guard()
+@guard(ADMIN)
 async def daily_summary(request: Request) -> Response:
     """Seed 002: totals for one day; the by-type breakdown obeys the k threshold."""
     day = _day(request)
     k = request.app.state.settings.kpi_min_group_size
 
     async def compute() -> dict[str, Any]:
-        villages, by_type = await _day_numbers(request, day)
+        users, anonymous, by_type = await _day_numbers(request, day)
         out: dict[str, Any] = {"date": day.isoformat(), "total_events": sum(by_type.values()),
-                               "unique_users": villages, "unique_anonymous": 0, "events_by_type": by_type}
-        rows = privacy.suppress([{"value": v} for v in by_type.values()], [villages] * len(by_type), k)
+                               "unique_users": users, "unique_anonymous": anonymous,
+                               "events_by_type": by_type}
+        actors = users + anonymous
+        rows = privacy.suppress([{"value": v} for v in by_type.values()], [actors] * len(by_type), k)
         if any(row.get("suppressed") for row in rows):
             out["events_by_type"] = {name: None for name in by_type}
             out["suppressed"] = True
@@ -80,19 +92,19 @@ async def daily_summary(request: Request) -> Response:
     return await cached(request, ("daily-summary", day), day, compute)
 
 
-@guard()
+@guard(ADMIN)
 async def active_users(request: Request) -> Response:
     day = _day(request)
 
     async def compute() -> dict[str, Any]:
-        villages, _ = await _day_numbers(request, day)
-        return {"date": day.isoformat(), "daily_active_users": villages, "unique_anonymous": 0,
-                "total_active": villages}
+        users, anonymous, _ = await _day_numbers(request, day)
+        return {"date": day.isoformat(), "daily_active_users": users, "unique_anonymous": anonymous,
+                "total_active": users + anonymous}
 
     return await cached(request, ("active-users", day), day, compute)
 
 
-@guard()
+@guard(ADMIN)
 async def top_services(request: Request) -> Response:
     """Seed 002's top-N by a payload field (``field=``, default ``service_id``) over a date range.
 

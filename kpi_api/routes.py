@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kpi_api import kpis, params
+from kpi_api import kpis, metrics as api_metrics, params
 from kpi_api.auth import guard
 from kpi_api.cache import ttl_for
 from kpi_api.errors import BadRequest
@@ -27,6 +27,7 @@ async def cached(request: Request, key: tuple[Any, ...], last_day: Any,
     state = request.app.state
     value = state.cache.get(key)
     hit = value is not None
+    api_metrics.CACHE.labels("hit" if hit else "miss").inc()
     ttl = ttl_for(last_day, state.clock(), state.settings)
     if value is None:
         value = await compute()

@@ -52,6 +52,7 @@ async def _run(request: Request, fn: Any, *args: Any) -> Any:
 
 @guard(ADMIN)
 async def user_events(request: Request) -> Response:
+    """A person's raw events wherever they rest, each once (admin; ``?start=&end=`` UTC days)."""
     user_id = _user_id(request)
     start = parse_date("start", request.query_params.get("start"), required=False)
     end = parse_date("end", request.query_params.get("end"), required=False)
@@ -64,6 +65,7 @@ async def user_events(request: Request) -> Response:
 
 @guard(ADMIN)
 async def erase_user(request: Request) -> Response:
+    """Erase every raw event of a person (admin); answers what was removed, per place."""
     user_id = _user_id(request)
     requester = str(request.state.claims.get("sub") or "unknown")
     record = await _run(request, erase.erase, user_id, requester)
@@ -72,11 +74,12 @@ async def erase_user(request: Request) -> Response:
 
 @guard(ADMIN)
 async def erasures(request: Request) -> Response:
+    """The erasure audit records, newest first (admin; ``?limit=``)."""
     limit = positive_int(request, "limit", 100, 10_000) or 100
     client = sync_client(request)
     return JSONResponse({"erasures": await asyncio.to_thread(erase.audit, client, limit)})
 
 
 async def user(request: Request) -> Response:
-    """``DELETE /internal/analytics/users/{user_id}``."""
+    """Erase every raw event of a person (admin); answers what was removed, per place."""
     return await erase_user(request)

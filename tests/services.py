@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from typing import IO
 
 import httpx
 import redis
@@ -23,13 +24,16 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: Mapping[str, str], port: int | None = None,
+        stderr: IO[bytes] | None = None,
+    ) -> None:
         self.name = name
         self.port = port
         full_env = {**os.environ, **env}
         if port is not None:
             full_env["PORT"] = str(port)
-        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=full_env)
+        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=full_env, stderr=stderr)
 
     @property
     def url(self) -> str:
@@ -62,14 +66,15 @@ class Service:
         return self.proc.returncode
 
 
-def collector(env: Mapping[str, str]) -> Service:
-    svc = Service("collector", ["collector.cli"], env, free_port())
+def collector(env: Mapping[str, str], stderr: IO[bytes] | None = None) -> Service:
+    """The collector; ``stderr``, a file its log goes to (else the test's own stderr)."""
+    svc = Service("collector", ["collector.cli"], env, free_port(), stderr)
     svc.wait_ready()
     return svc
 
 
-def kpi_api(env: Mapping[str, str]) -> Service:
-    svc = Service("kpi_api", ["kpi_api.cli"], env, free_port())
+def kpi_api(env: Mapping[str, str], stderr: IO[bytes] | None = None) -> Service:
+    svc = Service("kpi_api", ["kpi_api.cli"], env, free_port(), stderr)
     svc.wait_ready()
     return svc
 

@@ -45,7 +45,11 @@ MUTATIONS = [
     lambda e: e.__setitem__("ts_utc", "9999-12-31T23:59:59Z"),
     lambda e: e.__setitem__("anon_village_id", ""),
     lambda e: e.__setitem__("payload", {"reason": "timeout", "duration_ms": 5}),
+    lambda e: e.__setitem__("user_id", "user-123"),
+    lambda e: e.__setitem__("anonymous_id", "anon-12345"),
+    lambda e: e.__setitem__("anonymous_id", ""),
 ]
+CLIENTS = [None, None, {"ip": "203.0.113.0", "browser": "Firefox", "os": "Linux", "device_type": "desktop"}]
 
 
 def _validators(settings: Settings) -> tuple[Validator, Validator]:
@@ -89,10 +93,11 @@ def test_batch_path_matches_per_event_path(rng: random.Random) -> None:
             skew = rng.choice([0, 0, 12_345, -99_999])
             historical = rng.random() < 0.2
             received = now + rng.randint(-100, 100)
-            if await fast._batch(raw, received, skew, historical) is not None:
+            client = rng.choice(CLIENTS)
+            if await fast._batch(raw, received, skew, historical, client) is not None:
                 taken += 1
-            got = await fast.run(raw, received, skew, historical)
-            want = await slow.run(raw, received, skew, historical)
+            got = await fast.run(raw, received, skew, historical, client)
+            want = await slow.run(raw, received, skew, historical, client)
             assert _view(got) == _view(want), batch
 
     asyncio.run(main())
@@ -109,6 +114,10 @@ def test_compact_form_reads_back_as_the_full_form() -> None:
                     client_ts=1_699_999_000_001, session="s" * 24, historical=True, **base),
         StoredEvent(event_id="not-hex", ts=5, ts_original=5, **base),
         StoredEvent(event_id="AB" * 16, ts=5, ts_original=5, client_ts=None, **base),
+        StoredEvent(event_id=uuid.uuid4().hex, ts=5, ts_original=5, user="u" * 24, **base),
+        StoredEvent(event_id=uuid.uuid4().hex, ts=5, ts_original=5, anonymous="a" * 24, historical=True,
+                    client={"ip": "10.1.2.0", "browser": "Chrome", "os": "Android", "device_type": "mobile"},
+                    **base),
     ]
     compact_bytes = msgspec.msgpack.encode([compact(e) for e in cases])
     full_bytes = msgspec.msgpack.encode(cases)

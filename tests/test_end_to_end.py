@@ -62,7 +62,7 @@ def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Ra
                 assert got["accepted"] + got["duplicates"] == len(batches[i])
             # every resent batch was answered as duplicates only
             again = c.post("/api/analytics/events", json={"events": batches[0]}).json()
-            assert again == {"accepted": 0, "duplicates": len(batches[0]), "rejected": []}
+            assert again == {"accepted": 0, "duplicates": len(batches[0]), "late": 0, "rejected": []}
         services.wait_drained(r, settings)
 
         t = truth(on_time)

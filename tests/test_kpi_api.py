@@ -159,7 +159,7 @@ BAD = [
 @pytest.mark.parametrize(("path", "detail"), BAD)
 def test_validation_errors_are_clear_400s(settings: Settings, path: str, detail: str) -> None:
     with TestClient(create_app(settings)) as c:
-        resp = c.get(path, headers=auth())
+        resp = c.get(path, headers=auth("admin" if "/admin/" in path else "staff"))
     assert resp.status_code == 400, resp.text
     body = resp.json()
     assert body["error"] == "bad_request" and detail in body["detail"], body
@@ -184,12 +184,13 @@ def test_export_validation_errors(settings: Settings, path: str) -> None:
 
 READS = [f"{KPIS}/dialogue-opens?start=2026-01-01&end=2026-01-02", f"{KPIS}",
          f"{KPIS}/events/summary?start=2026-01-01&end=2026-01-02",
-         "/api/analytics/reports/dau", "/api/admin/analytics/daily-summary/?date=2026-01-01",
-         "/api/admin/analytics/active-users/?date=2026-01-01",
-         "/api/admin/analytics/top-services/?date_from=2026-01-01&date_to=2026-01-01",
+         "/api/analytics/reports/dau",
          "/api/analytics/metrics?metric=events&start=2026-01-01&end=2026-01-02"]
 EXPORTS = ["/api/analytics/reports/events?format=csv&start=2026-01-01&end=2026-01-01",
-           "/api/admin/analytics/export/?date=2026-01-01"]
+           "/api/admin/analytics/export/?date=2026-01-01",
+           "/api/admin/analytics/daily-summary/?date=2026-01-01",
+           "/api/admin/analytics/active-users/?date=2026-01-01",
+           "/api/admin/analytics/top-services/?date_from=2026-01-01&date_to=2026-01-01"]
 
 
 def test_roles(settings: Settings) -> None:
@@ -237,11 +238,11 @@ def test_breakdown_cells_under_k_villages_are_suppressed(settings: Settings, red
         assert sum(row["value"] for row in hourly if row["date"] == d2) == 8
         # day totals are not breakdowns: the seed-003 routes keep their numeric contract
         assert c.get(f"{KPIS}/command-executions?{q}", headers=h).json()[0]["value"] == 3
-        summary = c.get(f"/api/admin/analytics/daily-summary/?date={d1}", headers=h).json()
+        summary = c.get(f"/api/admin/analytics/daily-summary/?date={d1}", headers=auth("admin")).json()
         assert summary["suppressed"] and summary["events_by_type"] == {"command_executed": None}
         assert summary["total_events"] == 3 and summary["unique_users"] == 3
         top = c.get(f"/api/admin/analytics/top-services/?date_from={d1}&date_to={d2}&field=command",
-                    headers=h).json()["top_services"]
+                    headers=auth("admin")).json()["top_services"]
         assert top == [{"payload__command": "trade", "count": 8}]  # "build": 3 villages < k
     with TestClient(create_app(Settings(**{**settings.__dict__, "kpi_min_group_size": 1}))) as c:
         rows = c.get(f"{KPIS}/events-by-type?{q}", headers=auth()).json()
@@ -307,3 +308,20 @@ def test_rate_limit_per_token(settings: Settings, r: redis.Redis) -> None:
         assert not any(a in k or "alice" in k for k in keys)
         clock.now += 60
         assert c.get(path, headers={"Authorization": f"Bearer {a}"}).status_code == 200
+
+
+def test_dashboard_switch_off_answers_404_for_the_page_and_its_assets(settings: Settings) -> None:
+    paths = ["/dashboard", "/dashboard/assets/dashboard.js", "/dashboard/assets/favicon.svg"]
+    with TestClient(create_app(settings)) as c:
+        on = [c.get(p) for p in paths]
+    assert [resp.status_code for resp in on] == [200, 200, 200]
+    assert on[2].headers["content-type"].startswith("image/svg+xml")
+    assert 'rel="icon"' in on[0].text
+    off = Settings(**{**settings.__dict__, "dashboard_enabled": False})
+    with TestClient(create_app(off)) as c:
+        for path in paths:
+            resp = c.get(path)
+            assert resp.status_code == 404 and set(resp.json()) == {"error", "detail"}, path
+        assert c.get("/internal/analytics/kpis", headers={
+            "Authorization": "Bearer " + tokens.issue(JWT_SECRET, "staff")}).status_code == 200
+    assert Settings.from_env({"DASHBOARD_ENABLED": "false"}).dashboard_enabled is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ from schemas import keyspace
 from schemas.days import day_of_ms
 from schemas.settings import Settings
 from tests.streamfeed import append, count, late_events, now_ms, stat, stored
+from tests.test_collector_support import HEADERS, ROUTE, batch, client, event, iso, metric, now
 
 HOUR = 3_600_000
 
@@ -57,3 +59,23 @@ def test_arrival_time_decides_not_processing_time(r: redis.Redis, settings: Sett
     days = {day_of_ms(in_time.ts), day_of_ms(too_late.ts)}
     assert sum(count(r, s, "command_executed", d) for d in days) == 1
     assert [e.event_id for e in late_events(r, s)] == [too_late.event_id]
+
+
+def test_the_collector_tells_the_client_which_events_are_already_late(env, r, settings, rng) -> None:
+    """Accepted but past the window on arrival: counted apart in the answer and in a metric,
+    on the whole-batch path and on the per-event one (a batch holding one bad event)."""
+    old = iso(now() - timedelta(hours=settings.late_window_hours + 1))
+    fresh = [event(rng) for _ in range(3)]
+    late = [event(rng, ts_utc=old) for _ in range(2)]
+    with client(env) as c:
+        before = metric(c.get("/metrics").text, "collector_events_late_total")
+        first = c.post(ROUTE, headers=HEADERS, json=batch(fresh + late))
+        assert first.status_code == 202, first.text
+        assert (first.json()["accepted"], first.json()["late"]) == (5, 2)
+        again = c.post(ROUTE, headers=HEADERS, json=batch(fresh + late))
+        assert again.json()["late"] == 0 and again.json()["duplicates"] == 5  # already told
+        mixed = [event(rng, ts_utc=old), event(rng, "no_such_event"), event(rng)]
+        third = c.post(ROUTE, headers=HEADERS, json=batch(mixed))
+        assert (third.json()["accepted"], third.json()["late"], len(third.json()["rejected"])) == (2, 1, 1)
+        after = metric(c.get("/metrics").text, "collector_events_late_total")
+    assert after - before == 3

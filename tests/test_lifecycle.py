@@ -338,3 +338,13 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
     finally:
         for svc in (worker, kpi, collector):
             svc.stop()
+
+
+def test_every_actor_field_of_the_envelope_is_declared_a_subject_field() -> None:
+    """Listing and erasure find a person through catalog.SUBJECT_FIELDS: an actor id added to the
+    envelope (typed ActorId) without a declaration there would escape them."""
+    from schemas.catalog import SUBJECT_FIELDS, ActorId, Event, StoredEvent
+
+    actor_fields = {name for name, hint in Event.__annotations__.items() if "ActorId" in str(hint)}
+    assert ActorId and actor_fields and actor_fields == set(SUBJECT_FIELDS)
+    assert set(SUBJECT_FIELDS.values()) <= set(StoredEvent.__struct_fields__)

@@ -113,6 +113,8 @@ def test_workers_n_runs_supervises_and_stops_its_children(
     names = ["sup-0", "sup-1"]
     wait_for(lambda: all(heartbeat_pid(r, n) for n in names), what="both children")
     assert check(env, "--name", "sup", "--workers", "2") == 0
+    assert check(env, "--workers", "2") == 0
+    assert check(env, "--workers", "3") != 0  # two alive is not the three asked for
     total, day = feed(r, settings, rng, 200, 20)
     wait_drained(r, settings)
     assert count(r, settings, "dialogue_open", day) == total

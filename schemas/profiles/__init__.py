@@ -23,6 +23,9 @@ class Profile:
     kpis: tuple[Kpi, ...]
     # payload fields that are identifiers or free text: stored only as keyed HMACs
     hashed_fields: frozenset[str] = field(default_factory=frozenset)
+    # numeric payload fields that are personal at full precision (a position): stored rounded to
+    # this many decimals (2 decimals of a degree: about 1 km)
+    coarsened: dict[str, int] = field(default_factory=dict)
 
     def kpi(self, name: str) -> Kpi | None:
         return next((k for k in self.kpis if k.name == name), None)
