@@ -114,7 +114,10 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
     late = [make(p, now - rng.randint(60, 90) * HOUR, rng) for p in people[:4] for _ in range(5)]
     history = [make(p, now - rng.randint(10 * 24, 12 * 24) * HOUR, rng) for p in people[:4] for _ in range(6)]
     bad = [{**make(p, now - HOUR, rng), "platform": "NOT A PLATFORM!"} for p in people[:3]]
-    live = on_time + late + bad
+    # signed in as a user on another device: the envelope's user_id names her too
+    signed_in = [{**make("filler-3", now - rng.randint(1, 30) * HOUR, rng), "user_id": alice}
+                 for _ in range(5)]
+    live = on_time + late + bad + signed_in
     rng.shuffle(live)  # batches mix people: entries keep others' events when Alice's go
 
     collector, kpi = services.collector(env), services.kpi_api(env)
@@ -136,7 +139,10 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
                 assert denied.status_code == 403 and denied.json()["error"] == "forbidden", path
 
             listed = api.get(f"/internal/analytics/users/{alice}/events", headers=ADMIN).json()
-            sent = [ev for ev in history + live if ev["anon_village_id"] == alice]
+            def hers(ev: dict[str, Any]) -> bool:
+                return alice in (ev["anon_village_id"], ev.get("user_id"))
+
+            sent = [ev for ev in history + live if hers(ev)]
             assert listed["user_id"] == alice and listed["count"] == len(sent)
             assert {ev["event_id"] for ev in listed["events"]} == {hex_id(ev) for ev in sent}
             places_seen = {p.split(":")[0] for ev in listed["events"] for p in ev["places"]}
@@ -158,9 +164,9 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
             gone = api.delete(f"/internal/analytics/users/{alice}", headers=ADMIN)
             assert gone.status_code == 200, gone.text
             removed = gone.json()["removed"]
-            mine = {name: [ev for ev in evs if ev["anon_village_id"] == alice]
-                    for name, evs in [("history", history), ("on_time", on_time), ("late", late),
-                                      ("bad", bad)]}
+            mine = {name: [ev for ev in evs if hers(ev)]
+                    for name, evs in [("history", history), ("on_time", on_time + signed_in),
+                                      ("late", late), ("bad", bad)]}
             assert removed["archive"] == len(mine["history"])
             assert removed["events"] == len(mine["on_time"]) + len(mine["late"])
             assert removed["late"] == len(mine["late"]) and removed["rejections"] == len(mine["bad"])
