@@ -57,7 +57,7 @@ def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_i
     """``{"user_id", "pseudonyms", "count", "events"}``: each event once (by event id), with
     ``place`` where it was found first and ``places`` every place that holds it (a late event
     rests in its shard stream and in the late stream; the debug buffer copies recent ones)."""
-    subj = subject(client, raw_id)
+    subj = subject(client, settings, raw_id)
     found: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
 
@@ -112,7 +112,7 @@ def erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw_
 
 def _erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw_id: str,
            requester: str) -> dict[str, Any]:
-    subj = subject(client, raw_id)
+    subj = subject(client, settings, raw_id)
     removed: dict[str, int] = {"events": 0, "late": 0, "deadletter": 0, "rejections": 0,
                                "recent": 0, "archive": 0}
     if subj.pseudonyms:

@@ -4,8 +4,9 @@ An identifier is stored only as ``HMAC(salt of the event's epoch, raw id)`` (col
 So the stored forms of a person are the digests of their raw id under every salt that still exists;
 a salt deleted after its epoch (and the late window) can no longer be rebuilt, and what it keyed is
 anonymous from then on. Events match when any field of ``catalog.SUBJECT_FIELDS`` (every
-pseudonymised identifier the catalog declares) holds one of them; a dead-letter copy marks its
-pseudonymised identifiers ``pseudo:<digest>``.
+pseudonymised identifier of the envelope) or any payload field the profile hashes
+(``Profile.hashed_fields``: identifiers such as seed 002's ``worker_id``, hashed alike) holds one
+of them; a dead-letter copy marks its pseudonymised identifiers ``pseudo:<digest>``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import redis
 
 from collector.privacy import Pseudonymizer
 from collector.validate import PSEUDO
-from schemas import keyspace
+from schemas import keyspace, profiles
 from schemas.catalog import SUBJECT_FIELDS, StoredEvent
+from schemas.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,17 +29,31 @@ class Subject:
     """A person as the store knows them: pseudonym -> the salt epoch that made it."""
 
     pseudonyms: dict[str, int]
+    payload_fields: frozenset[str] = frozenset()
 
     @property
     def fields(self) -> tuple[str, ...]:
         return tuple(SUBJECT_FIELDS.values())
 
     def matches(self, ev: StoredEvent) -> bool:
-        return any(getattr(ev, f, None) in self.pseudonyms for f in self.fields)
+        if any(getattr(ev, f, None) in self.pseudonyms for f in self.fields):
+            return True
+        payload = ev.payload if isinstance(ev.payload, dict) else {}
+        return any(payload.get(f) in self.pseudonyms for f in self.payload_fields)
 
     def matches_row(self, row: dict[str, Any]) -> bool:
-        """An archive row (a column per stored field)."""
-        return any(row.get(f) in self.pseudonyms for f in self.fields)
+        """An archive row (a column per stored field, the payload as JSON text)."""
+        if any(row.get(f) in self.pseudonyms for f in self.fields):
+            return True
+        payload = row.get("payload")
+        if self.payload_fields and isinstance(payload, str) and any(p in payload for p in self.pseudonyms):
+            try:
+                decoded = msgspec.json.decode(payload)
+            except msgspec.DecodeError:
+                return False
+            return isinstance(decoded, dict) and any(
+                decoded.get(f) in self.pseudonyms for f in self.payload_fields)
+        return False
 
     def matches_redacted(self, obj: Any) -> bool:
         """A dead-letter copy of a rejected event: any ``pseudo:`` value that is one of ours."""
@@ -59,6 +76,9 @@ def salts(client: redis.Redis) -> dict[int, bytes]:
     return out
 
 
-def subject(client: redis.Redis, raw_id: str) -> Subject:
+def subject(client: redis.Redis, settings: Settings, raw_id: str) -> Subject:
     """``raw_id`` through every salt that still exists (held in memory only, never stored)."""
-    return Subject({Pseudonymizer.digest(salt, raw_id): epoch for epoch, salt in salts(client).items()})
+    return Subject(
+        {Pseudonymizer.digest(salt, raw_id): epoch for epoch, salt in salts(client).items()},
+        profiles.load(settings.analytics_profile).hashed_fields,
+    )

@@ -44,24 +44,26 @@ _ENVELOPE = {
 }
 REQUEST_FIELDS = {
     "ip address": "hashed (keyed HMAC, only in rate-limit counters that expire within 2 minutes); "
-                  "where a route keeps a network, masked to /24 (IPv4) or /48 (IPv6)",
-    "user agent": "coarsened to browser, OS and device families where a route keeps it; "
+                  "masked (host part zeroed) where a route keeps the client (collector/client_info.py)",
+    "user agent": "coarsened to browser, OS and device families where a route keeps the client; "
                   "never stored as sent",
     "any other field": "dropped on decode (payloads are allow-lists)",
 }
 
 
-def treatment(name: str, hashed: frozenset[str], payload: bool) -> str:
+def treatment(name: str, profile: profiles.Profile, payload: bool) -> str:
     if not payload and name in SUBJECT_FIELDS:
         return "pseudonymised (keyed HMAC with the salt of the event's epoch; the raw id is never stored)"
     if not payload and name in _ENVELOPE:
         return _ENVELOPE[name]
-    if name in hashed:
+    if payload and name in profile.hashed_fields:
         return "hashed (keyed HMAC with the salt of the event's epoch; free text never stored)"
-    return "allow-listed (typed, identifier-like tokens only)" if payload else "kept"
+    if payload and name in profile.coarsened:
+        return f"coarsened (rounded to {profile.coarsened[name]} decimals)"
+    return "allow-listed (a declared field, typed; strings are identifier-like tokens, no free text)" if payload else "kept"
 
 
-def fields_of(event: type, hashed: frozenset[str]) -> dict[str, str]:
+def fields_of(event: type, profile: profiles.Profile) -> dict[str, str]:
     info = msgspec.inspect.type_info(event)
     out: dict[str, str] = {}
     for f in info.fields:
@@ -71,9 +73,9 @@ def fields_of(event: type, hashed: frozenset[str]) -> dict[str, str]:
             for k in kinds:
                 if isinstance(k, msgspec.inspect.StructType):
                     for pf in k.fields:
-                        out[f"payload.{pf.name}"] = treatment(pf.name, hashed, True)
+                        out[f"payload.{pf.name}"] = treatment(pf.name, profile, True)
         else:
-            out[f.name] = treatment(f.name, hashed, False)
+            out[f.name] = treatment(f.name, profile, False)
     return out
 
 
@@ -117,7 +119,7 @@ def report(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     opt = {k.decode(): int(v) for k, v in client.hgetall(keyspace.OPT_OUTS).items()}
     return {
         "profile": profile.name,
-        "events": {f"{name}.v{version}": fields_of(event, profile.hashed_fields)
+        "events": {f"{name}.v{version}": fields_of(event, profile)
                    for (name, version), event in sorted(profile.events.items())},
         "request_fields": REQUEST_FIELDS,
         "retention": {name: getattr(settings, name) for name in RETENTION},

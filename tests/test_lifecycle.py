@@ -354,3 +354,38 @@ def test_every_actor_field_of_the_envelope_is_declared_a_subject_field() -> None
     actor_fields = {name for name, hint in Event.__annotations__.items() if "ActorId" in str(hint)}
     assert ActorId and actor_fields and actor_fields == set(SUBJECT_FIELDS)
     assert set(SUBJECT_FIELDS.values()) <= set(StoredEvent.__struct_fields__)
+
+
+def test_a_person_named_in_a_hashed_payload_field_is_found_and_erased(
+    env: dict[str, str], r: redis.Redis, rng: random.Random
+) -> None:
+    """Seed 002 hashes worker_id (an identifier in the payload) like the envelope's ids: erasing
+    that worker takes their job applications; the privacy report says which fields are coarsened."""
+    env = {**env, "ANALYTICS_PROFILE": "seed002"}
+    settings = Settings.from_env(env)
+    now = int(time.time() * 1000)
+
+    def job(actor: str, worker: str) -> dict[str, Any]:
+        return event("job_apply", actor, now - rng.randint(1, 20) * HOUR, None,
+                     {"job_id": f"job-{rng.randrange(99)}", "worker_id": worker}, rng)
+
+    theirs = [job(f"client-{i}", "worker-zed") for i in range(6)]
+    others = [job(f"client-{i}", "worker-amy") for i in range(6)]
+    collector, kpi = services.collector(env), services.kpi_api(env)
+    worker = services.aggregator(env, "seed002-1")
+    try:
+        send(collector.url, theirs + others, {"X-Write-Key": WRITE_KEY}, "/api/analytics/events")
+        services.wait_drained(r, settings)
+        with httpx.Client(base_url=kpi.url, timeout=60) as api:
+            listed = api.get("/internal/analytics/users/worker-zed/events", headers=ADMIN).json()
+            assert {e["event_id"] for e in listed["events"]} == {hex_id(ev) for ev in theirs}
+            assert api.delete("/internal/analytics/users/worker-zed", headers=ADMIN).json()["removed"]["events"] == 6
+            assert not [p for p in listed["pseudonyms"] if p.encode() in repr(redis_dump(r)).encode()]
+            assert {e.event_id for e in stream_events(r, settings).values()} == {hex_id(ev) for ev in others}
+            report = api.get("/internal/analytics/privacy-report", headers=STAFF).json()
+            assert report["events"]["emergency_request.v1"]["payload.latitude"].startswith("coarsened")
+            assert report["events"]["job_apply.v1"]["payload.worker_id"].startswith("hashed")
+            assert report["events"]["job_apply.v1"]["user_id"].startswith("pseudonymised")
+    finally:
+        for svc in (worker, kpi, collector):
+            svc.stop()
