@@ -389,3 +389,19 @@ def test_a_person_named_in_a_hashed_payload_field_is_found_and_erased(
     finally:
         for svc in (worker, kpi, collector):
             svc.stop()
+
+
+def test_privacy_report_page_in_chromium(env: dict[str, str], r: redis.Redis) -> None:
+    """The dashboard's privacy page shows the report the API answers (retention, fields)."""
+    from tests.test_dashboard import dashboard_page, wait_state
+
+    r.hset(keyspace.ADJUSTED_SETTINGS, "analytics_retention_days", 21)
+    with dashboard_page(env) as (page, errors, url):
+        token = tokens.issue(JWT_SECRET, "staff", "browser-test")
+        page.goto(f"{url}/dashboard/privacy#token={token}")
+        assert wait_state(page, "ready|error").startswith("ready")
+        retention = page.inner_text("#retention")
+        assert "analytics_retention_days\t21" in retention, retention
+        fields = page.inner_text("#events")
+        assert "anon_village_id" in fields and "pseudonymised" in fields
+        assert errors == []
