@@ -24,7 +24,7 @@ import io
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,14 +209,6 @@ class Archive:
                     self.fs.rm(part, recursive=True)
                     dropped.append(leaf.removeprefix("date="))
         return sorted(set(dropped))
-
-
-def group(rows: Iterable[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """(day, file name, row) triples grouped per file."""
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for day, name, row in rows:
-        out.setdefault((day, name), []).append(row)
-    return out
 
 
 def open_archive(url: str) -> Archive | None:

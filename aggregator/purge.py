@@ -34,6 +34,7 @@ import redis
 
 from aggregator import places
 from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_archive
+from infra.progress import Progress
 from schemas import adjusted, keyspace
 from schemas.catalog import StoredEvent
 from schemas.connection import open_sync
@@ -118,7 +119,7 @@ class Taken:
 
 
 def _take_entries(client: redis.Redis, place: places.Place, old_day: Any, entry_max: str = "+",
-                  whole_entries: bool = False) -> Iterator[Taken]:
+                  whole_entries: bool = False, progress: Progress | None = None) -> Iterator[Taken]:
     """Walk a place (up to entry id ``entry_max``), yielding what goes, one hour bucket of
     entry ids at a time (the archive's file unit)."""
     applied = Applied(client, place)
@@ -127,6 +128,8 @@ def _take_entries(client: redis.Redis, place: places.Place, old_day: Any, entry_
     start = "-"
     while True:
         page = client.xrange(place.key, min=start, max=entry_max, count=places.PAGE)
+        if progress is not None:
+            progress.advance(len(page))
         for raw_id, fields in page:
             eid = raw_id.decode()
             b = _id_key(eid)[0] // 3_600_000
@@ -233,7 +236,8 @@ def old_aggregates(client: redis.Redis, before_day: str) -> list[bytes]:
 
 
 def purge(client: redis.Redis, settings: Settings, archive: Archive | None, older_than_days: int,
-          dry_run: bool = False, now_ms: int | None = None) -> dict[str, Any]:
+          dry_run: bool = False, now_ms: int | None = None,
+          progress: Progress | None = None) -> dict[str, Any]:
     """Everything of the UTC days before today - ``older_than_days`` (see the module doc)."""
     settings = current(client, settings)
     now = int(time.time() * 1000) if now_ms is None else now_ms
@@ -249,7 +253,7 @@ def purge(client: redis.Redis, settings: Settings, archive: Archive | None, olde
         if not got:
             raise SystemExit("another purge holds the lock; try again later")
         for place in _places(settings):
-            for taken in _take_entries(client, place, lambda day: day < cutoff):
+            for taken in _take_entries(client, place, lambda day: day < cutoff, progress=progress):
                 _report(report, taken)
                 if dry_run:
                     continue
@@ -310,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--older-than-days must be 0 or more")
     settings = Settings.from_env()
     client = open_sync(settings.redis_url)
-    report = purge(client, settings, open_archive(settings.archive_url), args.older_than_days,
-                   dry_run=args.dry_run)
+    entries = sum(client.xlen(place.key) for place in _places(settings))
+    with Progress("purge", entries, unit="entries") as progress:
+        report = purge(client, settings, open_archive(settings.archive_url), args.older_than_days,
+                       dry_run=args.dry_run, progress=progress)
     sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     return 0
 

@@ -30,7 +30,7 @@ from schemas.settings import Settings
 from scripts.simulate import batch, event
 from tests import services
 from tests.conftest import JWT_SECRET, WRITE_KEY
-from tests.kpi_helpers import auth, ms
+from tests.kpi_helpers import ms
 from tests.streamfeed import stored
 
 HOUR = 3_600_000
@@ -405,3 +405,52 @@ def test_privacy_report_page_in_chromium(env: dict[str, str], r: redis.Redis) ->
         fields = page.inner_text("#events")
         assert "anon_village_id" in fields and "pseudonymised" in fields
         assert errors == []
+
+
+def test_erasure_keeps_others_events_counted_exactly_once_whatever_the_entry_state(
+    r: redis.Redis, settings: Settings, rng: random.Random
+) -> None:
+    """Three entries mixing two people: one already applied, one pending to a slow consumer that
+    applies its copy after the erasure, one not delivered yet. After Alice's erasure and the workers' run, Bob's events
+    are each counted once and Alice's only where they were applied before she was erased."""
+    from aggregator.erase import erase
+    from aggregator.worker import Worker, ensure_groups
+    from collector.privacy import Pseudonymizer
+    from tests.streamfeed import count, read_as
+
+    now = int(time.time() * 1000)
+    salt = os.urandom(32)
+    period = settings.salt_rotation_days * DAY_MS
+    r.set(keyspace.salt(now // period), salt)
+    alice, bob = (Pseudonymizer.digest(salt, who) for who in ("alice", "bob"))
+    ts = now - HOUR
+    ensure_groups(r, settings)
+
+    def entry() -> list[Any]:
+        evs = [stored("village_active", rng.choice([alice, bob]), ts) for _ in range(12)]
+        evs += [stored("village_active", alice, ts), stored("village_active", bob, ts)]
+        rng.shuffle(evs)
+        r.xadd(keyspace.stream(0), {"n": len(evs), "e": STORED_ENCODER.encode(evs)})
+        return evs
+
+    applied = entry()
+    Worker(r, settings, consumer="w1").run(burst=True)
+    pending = entry()
+    taken = read_as(r, settings, "ghost")  # a slow worker holds it, and applies it after the erasure
+    assert len(taken) == 1 and len(taken[0][1]) == 1
+    waiting = entry()
+
+    report = erase(r, settings, None, "alice", "test")
+    want_removed = sum(ev.village == alice for ev in applied + pending + waiting)
+    assert report["removed"]["events"] == want_removed
+    Worker(r, settings, consumer="ghost").process(*taken[0])  # its copy still holds Alice's events
+    Worker(r, settings, consumer="w2").run(burst=True)
+
+    day = day_of_ms(ts)
+    expected = sum(ev.village == bob for ev in applied + pending + waiting) + sum(
+        ev.village == alice for ev in applied)
+    assert count(r, settings, "village_active", day) == expected
+    left = stream_events(r, settings)
+    assert all(ev.village == bob for ev in left.values())
+    assert len(left) == sum(ev.village == bob for ev in applied + pending + waiting)
+    assert services.pending_total(r, settings) == 0
