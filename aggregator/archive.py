@@ -212,4 +212,10 @@ class Archive:
 
 
 def open_archive(url: str) -> Archive | None:
-    return Archive(url) if url else None
+    """The archive ``ANALYTICS_ARCHIVE_URL`` names, or None when it is empty (no archive)."""
+    if not url:
+        return None
+    try:
+        return Archive(url)
+    except (ImportError, ValueError) as exc:  # e.g. s3:// without s3fs installed
+        raise SystemExit(f"configuration error: ANALYTICS_ARCHIVE_URL={url!r}: {exc}") from None

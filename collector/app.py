@@ -14,7 +14,7 @@ from collector.backpressure import Backpressure
 from collector.cors import cors_middleware
 from collector.history import import_history
 from collector.ingest import ingest
-from collector.metrics import Timing, metrics, serve_separately
+from collector.metrics import LATENCY, metrics, serve_separately
 from collector.openapi import openapi
 from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
@@ -23,7 +23,7 @@ from collector.sdk_asset import sdk_js
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
-from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware=[
             *cors_middleware(settings),
             Middleware(ServerTime),
-            Middleware(Timing, paths=frozenset(r.path for r in routes)),
+            Middleware(Timing, histogram=LATENCY),
         ],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,

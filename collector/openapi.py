@@ -12,11 +12,11 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from schemas import __version__
 from schemas import profiles
 from schemas.catalog import Batch, Event
+from schemas.service import openapi_paths
 
 
 class RejectedEvent(msgspec.Struct):
@@ -152,16 +152,7 @@ def _components(events: list[type[Event]]) -> dict[str, Any]:
 
 def document(routes: list[Any], profile: str = "seed003") -> dict[str, Any]:
     """The OpenAPI document; event bodies are those of the active profile's catalog."""
-    paths: dict[str, dict[str, Any]] = {}
-    for route in routes:
-        if not isinstance(route, Route):
-            continue
-        for method in sorted(m.lower() for m in (route.methods or {"GET"}) if m != "HEAD"):
-            op = OPERATIONS.get((route.path, method))
-            if op is None:
-                doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
-                op = {"summary": doc, "responses": {"default": {"description": "See summary"}}}
-            paths.setdefault(route.path, {})[method] = op
+    paths = openapi_paths(routes, OPERATIONS, {"default": {"description": "See summary"}})
     return {
         "openapi": "3.1.0",
         "info": {"title": "village-analytics collector", "version": __version__},

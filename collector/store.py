@@ -19,14 +19,34 @@ APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
 DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
 
-# An accepted event ready for its shard's script: (event id as 32 hex characters, the msgpack
-# StoredEvent in its compact form). The validator builds these; ``encoded`` turns a StoredEvent
-# (a dead-letter replay) into one.
-Encoded = tuple[str, bytes]
+# An accepted event ready for its shard's script: (event id as its 16 bytes, the msgpack
+# StoredEvent in its compact form, its dedup hour: the hour of the client's own event time,
+# before skew correction, so that a resend meets its first send). The validator builds these;
+# ``encoded`` turns a StoredEvent (a dead-letter replay) into one.
+Encoded = tuple[bytes, bytes, int]
+MAX_BUCKETS = 250  # dedup buckets per script call (one byte per event names its bucket)
 
 
 def encoded(ev: StoredEvent) -> Encoded:
-    return ev.event_id, STORED_ENCODER.encode(compact(ev))  # type: ignore[return-value]
+    original = ev.ts if ev.ts_original is None else ev.ts_original
+    return (
+        bytes.fromhex(ev.event_id),  # type: ignore[arg-type]
+        STORED_ENCODER.encode(compact(ev)),
+        keyspace.dedup_hour(original),
+    )
+
+
+def _chunks(items: list[Encoded]) -> list[list[Encoded]]:
+    """The calls a shard's events take: at most MAX_PER_ENTRY events and MAX_BUCKETS hours each."""
+    out: list[list[Encoded]] = [[]]
+    hours: set[int] = set()
+    for item in items:
+        if len(out[-1]) >= MAX_PER_ENTRY or (item[2] not in hours and len(hours) >= MAX_BUCKETS):
+            out.append([])
+            hours = set()
+        hours.add(item[2])
+        out[-1].append(item)
+    return out if out[0] else []
 
 
 def array_header(n: int) -> bytes:
@@ -100,19 +120,20 @@ class EventStore:
         await self.follow_settings()
         minid = self._minid()
         ttl = marker_ttl or self.marker_ttl
-        calls: list[tuple[int, list[Any]]] = []  # (shard, EVALSHA arguments after numkeys)
+        calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)
         for shard, events in by_shard.items():
             items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
-            prefix = keyspace.dedup_prefix(shard)
-            keys = [keyspace.stream(shard), keyspace.recent(shard)]
-            for start in range(0, len(items), MAX_PER_ENTRY):
-                chunk = items[start : start + MAX_PER_ENTRY]
-                ids = "".join([i for i, _ in chunk])
-                if len(ids) != 32 * len(chunk):
-                    raise ValueError("a stored event id is not 32 hex characters")
-                bodies = [b for _, b in chunk]
-                calls.append((shard, [
-                    *keys, ttl, minid, self.debug_size, self.debug_ttl, prefix, ids,
+            for chunk in _chunks(items):
+                ids = b"".join([i for i, _, _ in chunk])
+                if len(ids) != 16 * len(chunk):
+                    raise ValueError("a stored event id is not 16 bytes")
+                slots: dict[int, int] = {}  # hour -> its bucket's position among the keys
+                where = bytes([slots.setdefault(h, len(slots) + 1) for _, _, h in chunk])
+                keys = [keyspace.stream(shard), keyspace.recent(shard),
+                        *(keyspace.dedup_bucket(shard, h) for h in slots)]
+                bodies = [b for _, b, _ in chunk]
+                calls.append((shard, len(keys), [
+                    *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
                     entry(bodies), ",".join(map(str, map(len, bodies))),
                 ]))
         sha = self.append.sha
@@ -120,8 +141,8 @@ class EventStore:
         # more round trip per request; a NOSCRIPT reply (a restarted or flushed server) loads
         # the script and runs just those calls again (a NOSCRIPT call changed nothing).
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, args in calls:
-                pipe.evalsha(sha, 2, *args)
+            for _, numkeys, args in calls:
+                pipe.evalsha(sha, numkeys, *args)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -135,13 +156,13 @@ class EventStore:
             await self.redis.script_load(APPEND_LUA)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in missing:
-                    pipe.evalsha(sha, 2, *calls[i][1])
+                    pipe.evalsha(sha, calls[i][1], *calls[i][2])
                 for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
                     results[i] = result
         for result in results:
             if isinstance(result, Exception):
                 raise result
         flags: dict[int, list[int]] = {}
-        for (shard, _), result in zip(calls, results):
+        for (shard, _, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags

@@ -11,11 +11,11 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from kpi_api import adjustable, dashboard, privacy_report, reports, routes, subjects
-from kpi_api.metrics import Timing, metrics
+from kpi_api.metrics import LATENCY, metrics
 from kpi_api.openapi import openapi
 from kpi_api.cache import Clock, TTLCache
 from schemas.connection import open_async
-from schemas.service import EXCEPTION_HANDLERS, ServerTime, healthz, readyz
+from schemas.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
 
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/metrics", metrics),
             Route("/openapi.json", openapi),
         ],
-        middleware=[Middleware(ServerTime), Middleware(Timing)],
+        middleware=[Middleware(ServerTime), Middleware(Timing, histogram=LATENCY)],
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )

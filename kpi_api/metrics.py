@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.service import metrics_denied
 
@@ -27,29 +25,3 @@ async def metrics(request: Request) -> Response:
         return denied
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-
-class Timing:
-    """Observe every request's latency, labelled by the matched route's template (never the raw
-    path, so ``/kpis/{kpi}`` is one series whatever the name asked for)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def noted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, noted)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "other"
-            LATENCY.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)

@@ -10,9 +10,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from schemas import __version__
+from schemas.service import openapi_paths
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard", "/dashboard/privacy",
                     "/dashboard/assets/{name}"})
@@ -88,18 +88,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def document(routes: list[Any]) -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for route in routes:
-        if not isinstance(route, Route):
-            continue
-        for method in sorted(m.lower() for m in (route.methods or {"GET"}) if m != "HEAD"):
-            op = OPERATIONS.get((route.path, method))
-            if op is None:
-                doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
-                op = {"summary": doc, "responses": {"200": {"description": "See summary"}, **ERRORS}}
-            if route.path not in PUBLIC:
-                op = {**op, "security": [{"bearer": []}]}
-            paths.setdefault(route.path, {})[method] = op
+    paths = openapi_paths(
+        routes, OPERATIONS, {"200": {"description": "See summary"}, **ERRORS},
+        secured=lambda path: path not in PUBLIC,
+    )
     return {
         "openapi": "3.1.0",
         "info": {"title": "village-analytics KPI API", "version": __version__},

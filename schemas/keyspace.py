@@ -35,9 +35,19 @@ def late_stream(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:late"
 
 
-def dedup_prefix(shard: int) -> str:
-    """Prefix of the per-event idempotency markers (``<prefix><event_id hex>``)."""
-    return f"{PREFIX}:{tag(shard)}:seen:"
+DEDUP_BUCKET_MS = 3_600_000
+
+
+def dedup_hour(client_ts_ms: int) -> int:
+    """The dedup bucket of an event: the hour of its client's own time (before skew correction)."""
+    return client_ts_ms // DEDUP_BUCKET_MS
+
+
+def dedup_bucket(shard: int, hour: int) -> str:
+    """Set of the 16-byte ids of the events accepted on ``shard`` whose client time falls in
+    ``hour`` (``dedup_hour``): the idempotency record, one set per bucket instead of a key per
+    event. It lives at least the marker TTL after its last write."""
+    return f"{PREFIX}:{tag(shard)}:seen:{hour}"
 
 
 def dau(shard: int, day: str) -> str:

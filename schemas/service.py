@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import __version__
@@ -81,3 +84,53 @@ class ServerTime:
             await send(message)
 
         await self.app(scope, receive, stamped)
+
+
+class Timing:
+    """Observe every request's latency in ``histogram`` (labels route, status class), the route
+    being the matched route's template (never the raw path, so ``/kpis/{kpi}`` is one series
+    whatever the name asked for; ``other`` when nothing matched)."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "other"
+            self.histogram.labels(route, f"{status // 100}xx").observe(time.perf_counter() - started)
+
+
+def openapi_paths(
+    routes: list[Any], operations: dict[tuple[str, str], dict[str, Any]],
+    fallback_responses: dict[str, Any], secured: Callable[[str], bool] = lambda path: False,
+) -> dict[str, dict[str, Any]]:
+    """The ``paths`` of a service's OpenAPI document: each route's operation from ``operations``,
+    or a summary taken from its endpoint's docstring; ``secured`` paths get the bearer scheme."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        for method in sorted(m.lower() for m in (route.methods or {"GET"}) if m != "HEAD"):
+            op = operations.get((route.path, method))
+            if op is None:
+                doc = (route.endpoint.__doc__ or route.path).strip().splitlines()[0]
+                op = {"summary": doc, "responses": fallback_responses}
+            if secured(route.path):
+                op = {**op, "security": [{"bearer": []}]}
+            paths.setdefault(route.path, {})[method] = op
+    return paths
