@@ -26,10 +26,12 @@ from typing import Any
 import msgspec
 import redis
 
-from aggregator import maintenance, metrics
+from aggregator import maintenance, metrics, purge
+from aggregator.archive import open_archive
+from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
-from schemas import keyspace, profiles
+from schemas import adjusted, keyspace, profiles
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -116,6 +118,9 @@ class Worker:
     ) -> None:
         self.redis = client
         self.settings = settings
+        self.base_settings = settings  # before an admin's run-time changes (schemas/adjusted.py)
+        self._followed_at = float("-inf")
+        self.archive = open_archive(settings.archive_url)
         self.consumer = consumer or default_consumer_name()
         self.shards = shards if shards is not None else list(range(settings.stream_shards))
         self._shard_of = {keyspace.stream(s): s for s in self.shards}
@@ -169,6 +174,7 @@ class Worker:
                     ready = True
                     continue
                 self.heartbeat(force=False)
+                self.follow_settings()
                 self._maintain_if_due()
                 handled = self.claim_idle() if self._claim_due() else 0
                 if not self.stopping:
@@ -216,11 +222,29 @@ class Worker:
         except _CONNECTION_ERRORS:
             pass  # it expires by itself
 
+    def follow_settings(self, force: bool = False) -> None:
+        """Overlay the admin's run-time settings (retention), re-read every ``REFRESH_S``."""
+        if not force and time.monotonic() < self._followed_at + adjusted.REFRESH_S:
+            return
+        self._followed_at = time.monotonic()
+        overrides = adjusted.parse(self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
+        settings = adjusted.overlay(self.base_settings, overrides)
+        if settings != self.settings:
+            log.info("following run-time settings %s", overrides)
+            self.settings = settings
+            self._ttl = settings.metrics_retention_days * 86400
+
     def _maintain_if_due(self) -> None:
         if time.monotonic() - self._last_maintenance < self.settings.maintenance_seconds:
             return
         self._last_maintenance = time.monotonic()
-        maintenance.trim(self.redis, self.settings, int(self.clock() * 1000))
+        # events leave the streams through the archive (purge.trim); without one, XTRIM drops them
+        if self.archive is None:
+            maintenance.trim(self.redis, self.settings, int(self.clock() * 1000))
+        else:
+            archived = purge.trim(self.redis, self.settings, self.archive, int(self.clock() * 1000))
+            if archived:
+                log.info("archived and removed %d events past the retention period", archived)
         pruned = maintenance.prune_consumers(self.redis, self.settings)
         if pruned:
             log.info("pruned %d silent consumers with nothing pending", pruned)
@@ -372,6 +396,10 @@ class Worker:
             if not fields:  # trimmed or deleted while it was pending: nothing left to apply
                 cmds.xack(stream, s.consumer_group, eid)
                 rows.append(("trimmed", eid, 0, 0))
+                continue
+            if APPLIED_FIELD in fields:  # an erasure's or purge's rewrite of an applied entry
+                cmds.xack(stream, s.consumer_group, eid)
+                rows.append(("rewritten", eid, 0, 0))
                 continue
             try:
                 events = ENTRY_DECODER.decode(fields[b"e"])

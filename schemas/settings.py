@@ -91,6 +91,12 @@ class Settings:
     segment_max_message_bytes: int = 32 * 1024
     segment_max_batch_bytes: int = 500 * 1024
 
+    # -- data lifecycle (issue 14) --
+    # cold storage of raw events before they leave the streams: a local directory or an fsspec
+    # URL (s3://, gs://, with the matching package installed); "" turns archiving off
+    archive_url: str = ".run/archive"
+    archive_retention_days: int = 730  # archive partitions older than this are deleted (0: never)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
@@ -172,6 +178,8 @@ class Settings:
             public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
             segment_max_message_bytes=num("SEGMENT_MAX_MESSAGE_BYTES", d.segment_max_message_bytes),
             segment_max_batch_bytes=num("SEGMENT_MAX_BATCH_BYTES", d.segment_max_batch_bytes),
+            archive_url=e.get("ANALYTICS_ARCHIVE_URL", d.archive_url).strip(),
+            archive_retention_days=num("ARCHIVE_RETENTION_DAYS", d.archive_retention_days),
         )
 
     @property
