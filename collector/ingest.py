@@ -7,6 +7,8 @@ Nothing here logs a body, an identifier or an address.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
 from collector.validate import Checked, Outcome
+from schemas import keyspace
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
@@ -30,12 +33,15 @@ log = logging.getLogger("collector.ingest")
 _BATCH = msgspec.json.Decoder(Batch)
 
 
-def opted_out(request: Request) -> bool:
-    return (
-        not request.app.state.settings.analytics_enabled
-        or request.headers.get("x-analytics-opt-out", "").strip() == "1"
-        or request.headers.get("dnt", "").strip() == "1"
-    )
+def opted_out(request: Request) -> str | None:
+    """Why the request is dropped unread (disabled, opt_out header, dnt), or None."""
+    if not request.app.state.settings.analytics_enabled:
+        return "disabled"
+    if request.headers.get("x-analytics-opt-out", "").strip() == "1":
+        return "opt_out"
+    if request.headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    return None
 
 
 def store_unavailable(exc: BaseException) -> Response:
@@ -54,8 +60,11 @@ async def admit(
     write key in a body already read (Segment's ``writeKey``, see ``auth.authenticate``).
     """
     state = request.app.state
-    if opted_out(request):
+    reason = opted_out(request)
+    if reason is not None:
         metrics.OPT_OUTS.inc()
+        with contextlib.suppress(redis.RedisError, OSError):  # a count for the privacy report only
+            await state.redis.hincrby(keyspace.OPT_OUTS, reason, 1)
         return Response(status_code=204)
     subject, denied = authenticate(request, state.settings, body_key)
     if denied and public and not (
@@ -127,7 +136,7 @@ async def accept(
     skew = 0 if sent_at is None else clock_skew(settings, received, to_ms(sent_at))
     try:
         outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
-        marker_ttl = import_marker_ttl(settings) if historical else None
+        marker_ttl = import_marker_ttl(state.store.settings) if historical else None  # run-time retention
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except (redis.RedisError, OSError) as exc:
         return store_unavailable(exc)

@@ -11,7 +11,7 @@ import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
-from schemas import keyspace
+from schemas import adjusted, keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -84,14 +84,27 @@ class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+        self.base_settings = settings
+        self._followed_at = float("-inf")
         self.append = redis.register_script(APPEND_LUA)
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
         self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
         self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
 
+    async def follow_settings(self) -> None:
+        """Overlay the admin's run-time retention, re-read at most every ``REFRESH_S`` seconds."""
+        now = time.monotonic()
+        if now < self._followed_at + adjusted.REFRESH_S:
+            return
+        self._followed_at = now
+        overrides = adjusted.parse(await self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
+        self.settings = adjusted.overlay(self.base_settings, overrides)
+
     def _minid(self) -> str:
+        """Trim the stream as it grows only when there is no archive: with one, events leave the
+        streams through it (the workers' ``purge.trim``), never straight from here."""
         days = self.settings.analytics_retention_days
-        if days <= 0:
+        if days <= 0 or self.settings.archive_url:
             return "0"
         return str(int(time.time() * 1000) - days * 86_400_000)
 
@@ -106,6 +119,7 @@ class EventStore:
         ``marker_ttl`` (s) overrides how long the idempotency markers last (imports keep theirs
         for the retention period, so re-running an import is answered as duplicates).
         """
+        await self.follow_settings()
         minid = self._minid()
         ttl = marker_ttl or self.marker_ttl
         calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)

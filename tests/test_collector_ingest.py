@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from collector.sanitize import MAX_ITEMS, MAX_STRING, sanitize
-from schemas import tokens
+from schemas import keyspace, tokens
 from schemas.days import to_ms
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.test_collector_support import (
@@ -321,7 +321,10 @@ def test_opt_out_stores_nothing_and_logs_nothing(env, r, rng, caplog, over):
         metrics_after = c.get("/metrics").text
     assert resp.status_code == 204 and resp.content == b""
     assert bad.status_code == 204
-    assert r.dbsize() == 0  # not a marker, not a counter, not a salt
+    # not a marker, not a rate-limit counter, not a salt: only the anonymous tally of opt-outs
+    # that the privacy report shows (issue 14), which names no one
+    assert r.keys("*") == [keyspace.OPT_OUTS.encode()]
+    assert sum(int(v) for v in r.hgetall(keyspace.OPT_OUTS).values()) == 2
     assert metric(metrics_after, "collector_opt_outs_total") - metric(
         metrics_before, "collector_opt_outs_total") == 2
     assert "opted-out-village-7f3a" not in caplog.text
