@@ -21,6 +21,7 @@ import redis.asyncio as aredis
 from starlette.requests import Request
 
 from kpi_api import declared, params, privacy, queries
+from kinds import count
 from kpi_api.errors import BadRequest
 from schemas import profiles
 from schemas.days import days_between
@@ -185,7 +186,7 @@ def parse(request: Request, kpi: KPI) -> Query:
 
 
 def _event_fields(counters: dict[str, int], only: str | None) -> dict[str, int]:
-    return {k: v for k, v in counters.items() if "@" not in k and (only is None or k == only)}
+    return count.totals(counters, only)
 
 
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
@@ -209,7 +210,7 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     if kind == "count":
         for d, c in zip(days, counters):
             for h in range(24):
-                rows.append({"date": d.isoformat(), "hour": h, "value": c.get(f"{q.kpi.event}@{h:02d}", 0)})
+                rows.append({"date": d.isoformat(), "hour": h, "value": count.hourly(c, (q.kpi.event,), h)})
         return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
     # events: every event name the counters hold (any catalog), optionally one, optionally broken down
     names: dict[str, int] = {}
@@ -222,14 +223,16 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     hours: list[int | None] = list(range(24)) if q.granularity == "hour" else [None]
     for d, c in zip(days, counters):
         for h in hours:
-            suffix = "" if h is None else f"@{h:02d}"
             base: Row = {"date": d.isoformat()} if h is None else {"date": d.isoformat(), "hour": h}
+
+            def value(events: Any, c: dict[str, int] = c, h: int | None = h) -> int:
+                return sum(c.get(n, 0) for n in events) if h is None else count.hourly(c, events, h)
+
             if q.group_by is None:
-                total = sum(c.get(n + suffix, 0) for n in names)
-                rows.append({**base, "value": total})
+                rows.append({**base, "value": value(names)})
             else:
                 for n in sorted(groups):
-                    rows.append({**base, q.group_by: n, "value": c.get(n + suffix, 0)})
+                    rows.append({**base, q.group_by: n, "value": value((n,))})
     if bound is None:
         return rows
     return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
@@ -350,7 +353,7 @@ async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
         bound[wd] += u
         wanted = names or list(_event_fields(c, q.event_name))
         for h in range(24):
-            cells[wd][h] += sum(c.get(f"{n}@{h:02d}", 0) for n in wanted)
+            cells[wd][h] += count.hourly(c, wanted, h)
     rows = [{"weekday": wd, "hour": h, "value": cells[wd][h]} for wd in range(7) for h in range(24)]
     rows = privacy.suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
     return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,
