@@ -11,7 +11,7 @@ import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
-from schemas import keyspace
+from schemas import adjusted, keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -19,14 +19,36 @@ APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
 DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
 
-# An accepted event ready for its shard's script: (event id as 32 hex characters, the msgpack
-# StoredEvent in its compact form). The validator builds these; ``encoded`` turns a StoredEvent
-# (a dead-letter replay) into one.
-Encoded = tuple[str, bytes]
+# An accepted event ready for its shard's script: (event id as its 16 bytes, the msgpack
+# StoredEvent in its compact form, its dedup hour: the hour of the client's own event time,
+# before skew correction, so that a resend meets its first send). The validator builds these;
+# ``encoded`` turns a StoredEvent (a dead-letter replay) into one.
+Encoded = tuple[bytes, bytes, int]
+MAX_BUCKETS = 250  # dedup buckets per script call (one byte per event names its bucket)
 
 
 def encoded(ev: StoredEvent) -> Encoded:
-    return ev.event_id, STORED_ENCODER.encode(compact(ev))  # type: ignore[return-value]
+    original = ev.ts if ev.ts_original is None else ev.ts_original
+    return (
+        bytes.fromhex(ev.event_id),  # type: ignore[arg-type]
+        STORED_ENCODER.encode(compact(ev)),
+        keyspace.dedup_hour(original),
+    )
+
+
+def _chunks(items: list[Encoded]) -> list[list[Encoded]]:
+    """The calls a shard's events take: at most MAX_PER_ENTRY events and MAX_BUCKETS hours each."""
+    if len(items) <= MAX_PER_ENTRY and len({h for _, _, h in items}) <= MAX_BUCKETS:
+        return [items] if items else []  # the usual case: one call
+    out: list[list[Encoded]] = [[]]
+    hours: set[int] = set()
+    for item in items:
+        if len(out[-1]) >= MAX_PER_ENTRY or (item[2] not in hours and len(hours) >= MAX_BUCKETS):
+            out.append([])
+            hours = set()
+        hours.add(item[2])
+        out[-1].append(item)
+    return out if out[0] else []
 
 
 def array_header(n: int) -> bytes:
@@ -62,14 +84,27 @@ class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+        self.base_settings = settings
+        self._followed_at = float("-inf")
         self.append = redis.register_script(APPEND_LUA)
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
         self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
         self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
 
+    async def follow_settings(self) -> None:
+        """Overlay the admin's run-time retention, re-read at most every ``REFRESH_S`` seconds."""
+        now = time.monotonic()
+        if now < self._followed_at + adjusted.REFRESH_S:
+            return
+        self._followed_at = now
+        overrides = adjusted.parse(await self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
+        self.settings = adjusted.overlay(self.base_settings, overrides)
+
     def _minid(self) -> str:
+        """Trim the stream as it grows only when there is no archive: with one, events leave the
+        streams through it (the workers' ``purge.trim``), never straight from here."""
         days = self.settings.analytics_retention_days
-        if days <= 0:
+        if days <= 0 or self.settings.archive_url:
             return "0"
         return str(int(time.time() * 1000) - days * 86_400_000)
 
@@ -84,21 +119,26 @@ class EventStore:
         ``marker_ttl`` (s) overrides how long the idempotency markers last (imports keep theirs
         for the retention period, so re-running an import is answered as duplicates).
         """
+        await self.follow_settings()
         minid = self._minid()
         ttl = marker_ttl or self.marker_ttl
-        calls: list[tuple[int, list[Any]]] = []  # (shard, EVALSHA arguments after numkeys)
+        calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)
         for shard, events in by_shard.items():
             items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
-            prefix = keyspace.dedup_prefix(shard)
-            keys = [keyspace.stream(shard), keyspace.recent(shard)]
-            for start in range(0, len(items), MAX_PER_ENTRY):
-                chunk = items[start : start + MAX_PER_ENTRY]
-                ids = "".join([i for i, _ in chunk])
-                if len(ids) != 32 * len(chunk):
-                    raise ValueError("a stored event id is not 32 hex characters")
-                bodies = [b for _, b in chunk]
-                calls.append((shard, [
-                    *keys, ttl, minid, self.debug_size, self.debug_ttl, prefix, ids,
+            for chunk in _chunks(items):
+                ids = b"".join([i for i, _, _ in chunk])
+                if len(ids) != 16 * len(chunk):
+                    raise ValueError("a stored event id is not 16 bytes")
+                slots: dict[int, int] = {}  # hour -> its bucket's position among the keys
+                for _, _, h in chunk:
+                    if h not in slots:
+                        slots[h] = len(slots) + 1
+                where = bytes([slots[h] for _, _, h in chunk])
+                keys = [keyspace.stream(shard), keyspace.recent(shard),
+                        *(keyspace.dedup_bucket(shard, h) for h in slots)]
+                bodies = [b for _, b, _ in chunk]
+                calls.append((shard, len(keys), [
+                    *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
                     entry(bodies), ",".join(map(str, map(len, bodies))),
                 ]))
         sha = self.append.sha
@@ -106,8 +146,8 @@ class EventStore:
         # more round trip per request; a NOSCRIPT reply (a restarted or flushed server) loads
         # the script and runs just those calls again (a NOSCRIPT call changed nothing).
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, args in calls:
-                pipe.evalsha(sha, 2, *args)
+            for _, numkeys, args in calls:
+                pipe.evalsha(sha, numkeys, *args)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -121,13 +161,13 @@ class EventStore:
             await self.redis.script_load(APPEND_LUA)
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in missing:
-                    pipe.evalsha(sha, 2, *calls[i][1])
+                    pipe.evalsha(sha, calls[i][1], *calls[i][2])
                 for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
                     results[i] = result
         for result in results:
             if isinstance(result, Exception):
                 raise result
         flags: dict[int, list[int]] = {}
-        for (shard, _), result in zip(calls, results):
+        for (shard, _, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags

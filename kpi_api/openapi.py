@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from schemas import __version__
 from schemas.service import openapi_paths
 
-PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard",
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard", "/dashboard/privacy",
                     "/dashboard/assets/{name}"})
 
 
