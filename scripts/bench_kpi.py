@@ -26,7 +26,8 @@ import redis
 from scripts import bench_common as bc
 from scripts.simulate import sample_duration
 
-KPIS = ("daily-active-villages", "session-duration?metric=p95", "dialogue-opens", "command-executions")
+KPIS = ("daily-active-villages", "session-duration?metric=p95", "dialogue-opens", "command-executions",
+        "village-retention?after=7")
 
 
 def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int = 3) -> None:
