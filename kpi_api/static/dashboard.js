@@ -184,8 +184,8 @@
 
   // Install trends (any declared daily KPI, "installs" first) and a top-N table, from the profile's catalog.
   async function declaredPanels(listing, q, id) {
-    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top && k.declared_kind !== "session"
-                                                && k.declared_kind !== "retention");
+    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top
+                                                && !["session", "retention", "total_actors", "new_actors"].includes(k.declared_kind));
     const tops = listing.kpis.filter((k) => k.top);
     fillSelect($("trend-kpi"), trends, "installs");
     fillSelect($("top-kpi"), tops, "install-count");
