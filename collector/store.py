@@ -38,6 +38,8 @@ def encoded(ev: StoredEvent) -> Encoded:
 
 def _chunks(items: list[Encoded]) -> list[list[Encoded]]:
     """The calls a shard's events take: at most MAX_PER_ENTRY events and MAX_BUCKETS hours each."""
+    if len(items) <= MAX_PER_ENTRY and len({h for _, _, h in items}) <= MAX_BUCKETS:
+        return [items] if items else []  # the usual case: one call
     out: list[list[Encoded]] = [[]]
     hours: set[int] = set()
     for item in items:
@@ -128,7 +130,10 @@ class EventStore:
                 if len(ids) != 16 * len(chunk):
                     raise ValueError("a stored event id is not 16 bytes")
                 slots: dict[int, int] = {}  # hour -> its bucket's position among the keys
-                where = bytes([slots.setdefault(h, len(slots) + 1) for _, _, h in chunk])
+                for _, _, h in chunk:
+                    if h not in slots:
+                        slots[h] = len(slots) + 1
+                where = bytes([slots[h] for _, _, h in chunk])
                 keys = [keyspace.stream(shard), keyspace.recent(shard),
                         *(keyspace.dedup_bucket(shard, h) for h in slots)]
                 bodies = [b for _, b, _ in chunk]

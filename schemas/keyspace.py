@@ -85,6 +85,15 @@ def worker_dead_letter(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:deadletter"
 
 
+def failures(shard: int) -> str:
+    """Hash: stream entry id -> how many times that entry's own decode or apply failed.
+
+    What decides that an entry is poison (past ``MAX_DELIVERIES``): a delivery count would also
+    count the crashes of the workers that held it, which are not the entry's fault.
+    """
+    return f"{PREFIX}:{tag(shard)}:failures"
+
+
 def kpi(shard: int, name: str, day: str) -> str:
     """A declared KPI's own aggregate for a day (HLL, hash or sorted set by the KPI's kind)."""
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:{day}"
