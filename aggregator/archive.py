@@ -81,6 +81,8 @@ REJECTION_SCHEMA = pa.schema([
     ("received", _TS), ("errors", pa.string()), ("event", pa.string()),
 ])
 SCHEMAS = {EVENTS: EVENT_SCHEMA, REJECTIONS: REJECTION_SCHEMA}
+
+
 def event_row(stream: str, shard: int, entry_id: str, ev: StoredEvent) -> dict[str, Any]:
     row: dict[str, Any] = {"stream": stream, "shard": shard, "entry_id": entry_id}
     for name in EVENT_FIELDS:

@@ -196,8 +196,9 @@ def _archive(archive: Archive, taken: Taken) -> None:
         name = f"{prefix}-{Archive.bucket(eid)}.parquet"
         event = rec.get("event")
         files.setdefault((REJECTIONS, day_of_ms(ms), name), []).append({
-            "stream": place.kind, "entry_id": eid, "event_id": rec.get("event_id"),
-            "event_name": rec.get("event_name"), "event_version": rec.get("event_version"),
+            "stream": place.kind, "entry_id": eid, "event_id": _text(rec.get("event_id")),
+            "event_name": _text(rec.get("event_name")),
+            "event_version": v if type(v := rec.get("event_version")) is int else None,
             "reason": str(rec.get("reason", "")), "received": ms,
             "errors": msgspec.json.encode(rec.get("errors", [])).decode(),
             "event": msgspec.json.encode(event).decode() if event is not None
@@ -205,6 +206,11 @@ def _archive(archive: Archive, taken: Taken) -> None:
         })
     for (table, day, name), rows in files.items():
         archive.write(table, day, name, rows)
+
+
+def _text(value: Any) -> str | None:
+    """A rejection's field as the archive's string column takes it (a client may send anything)."""
+    return None if value is None else value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def _remove(client: redis.Redis, taken: Taken) -> int:

@@ -290,6 +290,11 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
         r.xadd(keyspace.stream(0), {"n": len(part), "e": STORED_ENCODER.encode(part)},
                id=f"{arrived + i}-0")
 
+    # a rejection the collector filed three days ago (a client's odd types in it)
+    rejection = {"index": 0, "event_id": "not-a-uuid", "event_name": ["x"], "event_version": "1",
+                 "errors": ["$.platform: bad"], "received": arrived, "reason": "invalid",
+                 "event": {"anon_village_id": "pseudo:0123abcd", "platform": "<redacted 4 chars>"}}
+    r.xadd(keyspace.DEAD_LETTER, {"r": json.dumps(rejection)}, id=f"{arrived}-0")
     collector, kpi = services.collector(env), services.kpi_api(env)
     worker = services.aggregator(env, "retention-1")
     try:
@@ -322,6 +327,10 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
             assert r.xlen(keyspace.stream(0)) == 0
             rows = archive_rows(env["ANALYTICS_ARCHIVE_URL"])
             assert sorted(row["event_id"] for row in rows) == sorted(ev.event_id for ev in old)
+            assert r.xlen(keyspace.DEAD_LETTER) == 0
+            [filed] = archive_rows(env["ANALYTICS_ARCHIVE_URL"], "rejections")
+            assert filed["reason"] == "invalid" and filed["event_version"] is None
+            assert json.loads(filed["event"]) == rejection["event"]
 
             # and new aggregates get the new metrics retention as their TTL
             fresh = make("ttl-village", now - HOUR, rng)
