@@ -1,21 +1,22 @@
 -- Append one shard's share of a request atomically with its idempotency markers.
--- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list.
+-- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
+-- KEYS[3..] = the events' idempotency markers, in order (same hash tag as KEYS[1]: one slot;
+-- every key the script touches is named in KEYS, so a cluster routes it to the owning node).
 -- ARGV[1] = marker TTL (s); ARGV[2] = MINID trim bound ('0' for none);
 -- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
--- ARGV[5] = the shard's dedup-marker prefix (same hash tag as KEYS[1]: one cluster slot);
--- ARGV[6] = the events' ids, 32 hex characters each, concatenated in order;
--- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
---           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated.
--- One marker per event (<prefix><id>, SET NX EX). Returns one flag per event: 1 stored,
+-- ARGV[5] = the entry as it is stored when nothing is a duplicate: a msgpack array header
+--           followed by the msgpack events; ARGV[6] = the events' byte lengths, comma-separated;
+-- ARGV[7] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
+--           stores nothing (all duplicates) then re-sets a marker's expiry unchanged, a write the
+--           WAIT can wait for, so a duplicate answer too means the first copy is as durable.
+-- One marker per event (SET NX EX). Returns one flag per event: 1 stored,
 -- 0 duplicate. The stream entry's field `e` is a msgpack array of the kept events, so the
 -- workers decode it in one call.
 local ttl = ARGV[1]
-local prefix = ARGV[5]
-local ids = ARGV[6]
-local blob = ARGV[7]
+local blob = ARGV[5]
 local lens = {}
 local total = 0
-for l in string.gmatch(ARGV[8], '%d+') do
+for l in string.gmatch(ARGV[6], '%d+') do
   local n = tonumber(l)
   lens[#lens + 1] = n
   total = total + n
@@ -23,7 +24,7 @@ end
 local flags = {}
 local all = true
 for i = 1, #lens do
-  if redis.call('SET', prefix .. string.sub(ids, 32 * i - 31, 32 * i), '1', 'NX', 'EX', ttl) then
+  if redis.call('SET', KEYS[2 + i], '1', 'NX', 'EX', ttl) then
     flags[i] = 1
   else
     flags[i] = 0
@@ -59,5 +60,9 @@ if n > 0 then
     redis.call('LTRIM', KEYS[2], 0, size - 1)
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
+end
+if n == 0 and ARGV[7] == '1' then
+  local left = redis.call('PTTL', KEYS[3])
+  if left > 0 then redis.call('PEXPIRE', KEYS[3], left) end
 end
 return flags

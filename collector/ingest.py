@@ -14,12 +14,14 @@ from datetime import datetime
 
 import msgspec
 import redis
+from redis.exceptions import RedisClusterException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
+from collector.store import NotDurable
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
@@ -37,9 +39,14 @@ def opted_out(request: Request) -> bool:
     )
 
 
+STORE_ERRORS = (redis.RedisError, OSError, RedisClusterException)
+
+
 def store_unavailable(exc: BaseException) -> Response:
     metrics.REDIS_ERRORS.inc()
-    log.warning("store unavailable: %s", exc.__class__.__name__)
+    log.warning("store unavailable: %s: %s", exc.__class__.__name__, str(exc)[:200])
+    if isinstance(exc, NotDurable):
+        return error(503, "not_durable", f"{exc}; retry", {"Retry-After": "1"})
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
@@ -65,7 +72,7 @@ async def admit(request: Request, public: bool = False) -> Response | None:
     try:
         retry_after = await state.ratelimit.over(subjects, int(time.time() * 1000))
         pressure = None if denied or retry_after else await state.backpressure.reason()
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         return store_unavailable(exc)
     if retry_after is not None:
         metrics.RATE_LIMITED.inc()
@@ -130,7 +137,7 @@ async def accept(
         outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
         marker_ttl = import_marker_ttl(settings) if historical else None
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         return store_unavailable(exc)
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())

@@ -82,6 +82,11 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
     public_ingest: bool = False
+    # durability of an accepted batch (issue 15): 2xx only once the append reached this many
+    # replicas (WAIT) / was fsynced to the primary's AOF (WAITAOF), within the timeout (else 503)
+    analytics_wait_replicas: int = 0
+    analytics_wait_aof: bool = False
+    analytics_wait_timeout_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +161,11 @@ class Settings:
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
             public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
+            analytics_wait_replicas=max(0, num("ANALYTICS_WAIT_REPLICAS", d.analytics_wait_replicas)),
+            analytics_wait_aof=_bool(e.get("ANALYTICS_WAIT_AOF", "false")),
+            analytics_wait_timeout_ms=max(
+                1, num("ANALYTICS_WAIT_TIMEOUT_MS", d.analytics_wait_timeout_ms)
+            ),
         )
 
     @property
