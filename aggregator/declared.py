@@ -12,19 +12,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aggregator.ops import Effects, emit_counters, lua_int
+from kinds import count, sum as sum_kind
 from schemas import keyspace
 from schemas.catalog import StoredEvent
 from schemas.kpis import ACTOR_FIELDS as ACTORS
 from schemas.kpis import Kpi
 
-if TYPE_CHECKING:
-    from aggregator.effects import Effects
-
 _BUILTIN = {"platform": "platform", "app_version": "app_version", "event_name": "name"}
 INT64 = 1 << 63
-EXACT = 1 << 53  # integers a Lua number (a double) holds exactly
 
 
 def dimension_value(ev: StoredEvent, dim: str) -> str | None:
@@ -51,27 +49,6 @@ def _payload_value(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list)):
         return None
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-COUNTER_CHUNK = 500  # fields per H op, well under Lua's unpack limit
-
-
-def emit_counters(ops: list[Any], key: int, fields: list[tuple[str, int]]) -> None:
-    """H ops: counters of one hash incremented by one HMGET and one HSET per chunk of fields.
-
-    For counters that stay far below 2**53 (event counts, durations in ms): the script adds in
-    Lua numbers. One HINCRBY per field cost ~10 us each on a hash small enough to be a listpack.
-    """
-    for start in range(0, len(fields), COUNTER_CHUNK):
-        part = fields[start : start + COUNTER_CHUNK]
-        ops += ["H", key, len(part)]
-        for field, by in part:
-            ops += (field, by)
-
-
-def lua_int(n: int) -> int | str:
-    """An increment as the ops carry it: a number when a double holds it exactly, else its text."""
-    return n if -EXACT < n < EXACT else str(n)
 
 
 class DayKpis:
@@ -210,7 +187,7 @@ class KpiIndex:
                             continue
                         values = {"event_name": name, "platform": platform, "app_version": app_version}
                         for dim in kpi.dimensions:
-                            f = (key, f"{dim}={values[dim]}")
+                            f = (key, count.dim_field(dim, values[dim]))
                             hincr[f] = hincr.get(f, 0) + n
             for (i, values), n in acc.counts.items():
                 kpi = self.kpis[i]
@@ -219,12 +196,12 @@ class KpiIndex:
                     values = (values,)
                 for dim, value in zip(kpi.dimensions, values):
                     if value is not None:
-                        f = (key, f"{dim}={value}")
+                        f = (key, count.dim_field(dim, value))
                         hincr[f] = hincr.get(f, 0) + n
             for i, (total, n) in acc.sums.items():
                 key = keyspace.kpi(shard, self.kpis[i].name, day)
-                sums[(key, "sum")] = sums.get((key, "sum"), 0) + total
-                sums[(key, "n")] = sums.get((key, "n"), 0) + n
+                sums[(key, sum_kind.SUM)] = sums.get((key, sum_kind.SUM), 0) + total
+                sums[(key, sum_kind.N)] = sums.get((key, sum_kind.N), 0) + n
             for i, members in acc.uniques.items():
                 key = keyspace.kpi(shard, self.kpis[i].name, day)
                 ordered = list(members)

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import msgspec
 
-from aggregator.declared import DayKpis, emit_counters, index
+from aggregator.declared import DayKpis, index
+from aggregator.ops import Effects, emit_counters
+from kinds import count
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent
 from schemas.days import DAY_MS, day_of_number
@@ -22,24 +24,6 @@ from schemas.kpis import Kpi
 
 PFADD_CHUNK = 500  # members per PFADD call, well under Lua's unpack limit
 HOUR_MS = 3_600_000
-
-
-class Effects:
-    def __init__(self, shard: int) -> None:
-        self.shard = shard
-        self.keys: list[str] = [keyspace.stream(shard), keyspace.shard_stats(shard)]
-        self._index: dict[str, int] = {}
-        self.ops: list[str | int] = []
-        self.blobs: list[bytes] = []  # binary values (msgpack in the script has no bin type): ARGV[8..]
-        self.applied = 0
-        self.late = 0
-
-    def key(self, name: str) -> int:
-        idx = self._index.get(name)
-        if idx is None:
-            self.keys.append(name)
-            idx = self._index[name] = len(self.keys)  # Lua is 1-based
-        return idx
 
 
 def _wire_struct() -> type[msgspec.Struct]:
@@ -208,7 +192,7 @@ class Plan:
             hours: dict[str, int] = {}
             totals: dict[str, int] = {}
             for (name, hour, _, _), n in day.base.items():
-                field = f"{name}@{hour:02d}"
+                field = count.hour_field(name, hour)
                 hours[field] = hours.get(field, 0) + n
                 totals[name] = totals.get(name, 0) + n
             emit_counters(ops, counts, [*hours.items(), *totals.items()])

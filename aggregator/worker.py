@@ -4,8 +4,9 @@ Every worker reads every shard: the consumer group hands each entry to one consu
 share the shards by asking for work, and adding or removing one needs no coordination (a
 removed one's leftovers are claimed). On start a worker first re-reads its own pending entries
 (ID ``0``), then new ones (``>``); it periodically XAUTOCLAIMs entries that a dead consumer left
-pending. An entry that cannot be decoded or applied, or that was delivered more than
-``max_deliveries`` times, goes to the shard's dead-letter stream with the reason.
+pending. An entry whose own decode or apply failed more than ``max_deliveries`` times (counted in
+the shard's ``keyspace.failures`` hash; a worker's crash is not the entry's failure) goes to the
+shard's dead-letter stream with the reason; until then it stays pending and is retried.
 The first SIGTERM/SIGINT stops reading after the batch in hand; the second exits at once.
 """
 
@@ -25,11 +26,17 @@ from typing import Any
 import msgspec
 import redis
 
-from aggregator import maintenance, metrics
+from aggregator import maintenance, metrics, purge
+from aggregator.archive import open_archive
+from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
+<<<<<<< HEAD
 from schemas import keyspace, profiles
 from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
+=======
+from schemas import adjusted, keyspace, profiles
+>>>>>>> main
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -92,6 +99,12 @@ class _Commands:
     def eval(self, script: str, numkeys: int, *args: Any) -> None:
         self.stack.append(("EVAL", script, numkeys, *args))
 
+    def hincrby(self, name: str, key: str, amount: int = 1) -> None:
+        self.stack.append(("HINCRBY", name, key, amount))
+
+    def expire(self, name: str, seconds: int) -> None:
+        self.stack.append(("EXPIRE", name, seconds))
+
 
 class _Prepared:
     """One shard's part of a read: its commands, what each reply means, its merged entries."""
@@ -103,6 +116,8 @@ class _Prepared:
         self.commands = _Commands()
         self.rows: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
         self.good: list[Good] = []  # entries in the merged plan
+        self.failed: dict[str, int] = {}  # entry id -> its own failures so far (redelivered ones)
+        self.still_failing: set[str] = set()  # entries whose failure was counted this time
         self.merged = False
         self.sent = 0  # commands sent
         self.results: list[Any] = []
@@ -133,6 +148,9 @@ class Worker:
         self.redis = client
         self.cluster = is_cluster(client)
         self.settings = settings
+        self.base_settings = settings  # before an admin's run-time changes (schemas/adjusted.py)
+        self._followed_at = float("-inf")
+        self.archive = open_archive(settings.archive_url)
         self.consumer = consumer or default_consumer_name()
         self.shards = shards if shards is not None else list(range(settings.stream_shards))
         self._shard_of = {keyspace.stream(s): s for s in self.shards}
@@ -149,6 +167,8 @@ class Worker:
         self._last_claim = 0.0
         self._last_heartbeat = 0.0
         self._last_maintenance = time.monotonic()
+        self._failures_ttl = max(1, settings.analytics_retention_days) * 86400
+        self._retry_own = False  # an entry failed and stays pending to this consumer
         # this process's tallies (the metrics counters hold the same, labelled by shard)
         self.processed = self.applied = self.late = self.dead = self.skipped = self.trimmed = 0
 
@@ -184,11 +204,18 @@ class Worker:
                     ready = True
                     continue
                 self.heartbeat(force=False)
+                self.follow_settings()
                 self._maintain_if_due()
                 handled = self.claim_idle() if self._claim_due() else 0
                 if not self.stopping:
                     handled += self.read_new(block=not burst)
                 backoff = 0.1
+                if burst and self._retry_own:
+                    # a burst cannot wait for CLAIM_IDLE_MS: retry the failed entries now, until
+                    # they apply or pass MAX_DELIVERIES
+                    self._retry_own = False
+                    self._drain_own_pending()
+                    continue
                 if burst and handled == 0:
                     break
             except _CONNECTION_ERRORS as exc:
@@ -226,11 +253,29 @@ class Worker:
         except _CONNECTION_ERRORS:
             pass  # it expires by itself
 
+    def follow_settings(self, force: bool = False) -> None:
+        """Overlay the admin's run-time settings (retention), re-read every ``REFRESH_S``."""
+        if not force and time.monotonic() < self._followed_at + adjusted.REFRESH_S:
+            return
+        self._followed_at = time.monotonic()
+        overrides = adjusted.parse(self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
+        settings = adjusted.overlay(self.base_settings, overrides)
+        if settings != self.settings:
+            log.info("following run-time settings %s", overrides)
+            self.settings = settings
+            self._ttl = settings.metrics_retention_days * 86400
+
     def _maintain_if_due(self) -> None:
         if time.monotonic() - self._last_maintenance < self.settings.maintenance_seconds:
             return
         self._last_maintenance = time.monotonic()
-        maintenance.trim(self.redis, self.settings, int(self.clock() * 1000))
+        # events leave the streams through the archive (purge.trim); without one, XTRIM drops them
+        if self.archive is None:
+            maintenance.trim(self.redis, self.settings, int(self.clock() * 1000))
+        else:
+            archived = purge.trim(self.redis, self.settings, self.archive, int(self.clock() * 1000))
+            if archived:
+                log.info("archived and removed %d events past the retention period", archived)
         pruned = maintenance.prune_consumers(self.redis, self.settings)
         if pruned:
             log.info("pruned %d silent consumers with nothing pending", pruned)
@@ -409,8 +454,9 @@ class Worker:
     def _prepare(self, stream: str, entries: list[Any], redelivered: bool) -> _Prepared:
         shard = self._shard_of[stream]
         s = self.settings
-        over = self._over_delivered(stream, entries) if redelivered else {}
         prep = _Prepared(stream, shard, entries)
+        if redelivered:
+            prep.failed = self._failures_of(shard, entries)
         cmds = prep.commands
         rows = prep.rows
         good = prep.good
@@ -421,23 +467,21 @@ class Worker:
                 cmds.xack(stream, s.consumer_group, eid)
                 rows.append(("trimmed", eid, 0, 0))
                 continue
-            if eid in over:
-                reason = f"delivered {over[eid]} times (MAX_DELIVERIES={s.max_deliveries})"
-                self._dead_letter(cmds, shard, eid, fields, reason)
-                rows.append(("dead", eid, 0, 0))
+            if APPLIED_FIELD in fields:  # an erasure's or purge's rewrite of an applied entry
+                cmds.xack(stream, s.consumer_group, eid)
+                rows.append(("rewritten", eid, 0, 0))
                 continue
             try:
                 events = ENTRY_DECODER.decode(fields[b"e"])
                 applied, late = plan.add(events)
             except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
                 kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
-                self._dead_letter(cmds, shard, eid, fields, f"{kind}: {exc!r}")
-                rows.append(("dead", eid, 0, 0))
+                self._failed(cmds, prep, eid, fields, f"{kind}: {exc!r}", rows)
                 plan = self._replan(shard, good)  # the failed add may have left part of its effects
                 continue
             good.append((eid, fields, applied, late))
         if len(good) == 1:
-            self._apply_one(cmds, plan, good[0], rows)
+            self._apply_one(cmds, plan, good[0], rows, prep)
         elif good:
             prep.merged = self._call(cmds, plan, " ".join(g[0] for g in good), self.consumer) is None
         return prep
@@ -458,15 +502,17 @@ class Worker:
                             len(good), prep.stream, outcome)
                 if isinstance(outcome, redis.exceptions.NoScriptError):
                     retry = []  # nothing ran: they stay pending and are re-read
-        self._tally(prep.stream, label, prep.rows, results)
+        self._tally(prep.stream, label, prep.rows, results, prep)
         if retry:  # not all pending to us any more (or the merged plan failed): entry by entry
             pipe = node_client(self.redis, prep.stream).pipeline(transaction=False)  # the shard's master
             rows: list[tuple[str, str, int, int]] = []
             for g in retry:
                 one = Plan(prep.shard, self.settings.late_window_ms, self.kpis)
                 one.add(ENTRY_DECODER.decode(g[1][b"e"]))
-                self._apply_one(pipe, one, g, rows)
-            self._tally(prep.stream, label, rows, pipe.execute(raise_on_error=False) if rows else [])
+                self._apply_one(pipe, one, g, rows, prep)
+            self._tally(prep.stream, label, rows, pipe.execute(raise_on_error=False) if rows else [],
+                        prep)
+        self._forget_failures(prep)
         self.processed += len(prep.entries)
         metrics.PROCESSED.labels(label).inc(len(prep.entries))
 
@@ -476,14 +522,59 @@ class Worker:
             plan.add(ENTRY_DECODER.decode(g[1][b"e"]))  # succeeded before, so it does again
         return plan
 
-    def _apply_one(self, pipe: Any, plan: Plan, g: Good, rows: list[tuple[str, str, int, int]]) -> None:
+    def _apply_one(
+        self, pipe: Any, plan: Plan, g: Good, rows: list[tuple[str, str, int, int]], prep: _Prepared
+    ) -> None:
         eid, fields, applied, late = g
         error = self._call(pipe, plan, eid)
         if error is None:
             rows.append(("apply", eid, applied, late))
         else:
-            self._dead_letter(pipe, plan.shard, eid, fields, f"cannot apply entry: {error}")
+            self._failed(pipe, prep, eid, fields, f"cannot apply entry: {error}", rows)
+
+    # -- an entry's own failures ------------------------------------------------------------
+    def _failures_of(self, shard: int, entries: list[Any]) -> dict[str, int]:
+        """How often each of these (redelivered) entries failed before, for those that did."""
+        ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]
+        if not ids:
+            return {}
+        counts = self.redis.hmget(keyspace.failures(shard), ids)
+        return {eid: int(n) for eid, n in zip(ids, counts) if n is not None}
+
+    def _failed(
+        self, pipe: Any, prep: _Prepared, eid: str, fields: Any, reason: str,
+        rows: list[tuple[str, str, int, int]],
+    ) -> None:
+        """One failure of the entry itself: dead-letter it past ``max_deliveries``, else count it
+        and leave it pending, to be retried (claimed after CLAIM_IDLE_MS, or re-read in a burst)."""
+        n = prep.failed.get(eid, 0) + 1
+        limit = self.settings.max_deliveries
+        if n > limit:
+            self._dead_letter(pipe, prep.shard, eid, fields,
+                              f"{reason} (failed {n} times, MAX_DELIVERIES={limit})")
             rows.append(("dead", eid, 0, 0))
+            return
+        log.warning("entry %s of %s failed (%d of %d): %s", eid, prep.stream, n, limit + 1, reason)
+        key = keyspace.failures(prep.shard)
+        pipe.hincrby(key, eid, 1)
+        pipe.expire(key, self._failures_ttl)
+        rows += [("failed", eid, 0, 0), ("noop", eid, 0, 0)]
+
+    def _script_failures(self, prep: _Prepared, failed: list[str]) -> None:
+        """Apply scripts that errored for these entries (still pending): count them like a failed
+        decode; NOSCRIPT is not among them (the server lost its scripts, not the entry's fault)."""
+        by_id = {e[0].decode() if isinstance(e[0], bytes) else e[0]: e[1] for e in prep.entries}
+        pipe = self.redis.pipeline(transaction=False)
+        rows: list[tuple[str, str, int, int]] = []
+        for eid in failed:
+            self._failed(pipe, prep, eid, by_id.get(eid, {}), "apply script failed", rows)
+        self._tally(prep.stream, str(prep.shard), rows, pipe.execute(raise_on_error=False), prep)
+
+    def _forget_failures(self, prep: _Prepared) -> None:
+        """Drop the failure counts of entries that have now been settled (applied or filed)."""
+        settled = [eid for eid in prep.failed if eid not in prep.still_failing]
+        if settled:
+            self.redis.hdel(keyspace.failures(prep.shard), *settled)
 
     def _call(self, pipe: Any, plan: Plan, ids: str, consumer: str | None = None) -> str | None:
         """Queue ``plan``'s script for the entry id(s); the error when its ops cannot be encoded."""
@@ -504,12 +595,23 @@ class Worker:
         metrics.APPLIED.labels(label).inc(applied)
         metrics.LATE.labels(label).inc(late)
 
-    def _tally(self, stream: str, label: str, rows: list[tuple[str, str, int, int]], results: list[Any]) -> None:
+    def _tally(
+        self, stream: str, label: str, rows: list[tuple[str, str, int, int]], results: list[Any],
+        prep: _Prepared | None = None,
+    ) -> None:
+        script_failed: list[str] = []
         for (kind, eid, applied, late), result in zip(rows, results):
             if isinstance(result, Exception):
                 # the entry stays pending: it is retried, then dead-lettered past max_deliveries
                 log.error("entry %s of %s failed: %s", eid, stream, result)
                 metrics.ERRORS.labels(label).inc()
+                if kind == "apply" and not isinstance(result, redis.exceptions.NoScriptError):
+                    script_failed.append(eid)
+            elif kind == "failed":
+                metrics.ERRORS.labels(label).inc()
+                self._retry_own = True
+                if prep is not None:
+                    prep.still_failing.add(eid)
             elif kind == "apply" and result == 1:
                 self._count_applied(label, applied, late)
             elif kind == "apply":  # another consumer applied it first: XACK in the script said 0
@@ -521,21 +623,8 @@ class Worker:
             elif kind == "trimmed":
                 self.trimmed += 1
                 metrics.TRIMMED.labels(label).inc()
-
-    def _over_delivered(self, stream: str, entries: list[Any]) -> dict[str, int]:
-        """Delivery counts above ``max_deliveries`` of these entries, now pending to this consumer."""
-        ids = [e[0] for e in entries]
-        if not ids:
-            return {}
-        pending = self.redis.xpending_range(
-            stream, self.settings.consumer_group, min=ids[0], max=ids[-1], count=len(ids),
-            consumername=self.consumer,
-        )
-        return {
-            p["message_id"].decode(): int(p["times_delivered"])
-            for p in pending
-            if p["times_delivered"] > self.settings.max_deliveries
-        }
+        if script_failed and prep is not None:
+            self._script_failures(prep, script_failed)
 
     def _dead_letter(self, pipe: Any, shard: int, eid: str, fields: Any, reason: str) -> None:
         log.error("dead-lettering %s %s: %s", keyspace.stream(shard), eid, reason)
@@ -545,7 +634,8 @@ class Worker:
         }
         body = fields.get(b"e", b"") if isinstance(fields, dict) else b""
         self.dead_letter(
-            keys=[keyspace.stream(shard), keyspace.worker_dead_letter(shard), keyspace.shard_stats(shard)],
+            keys=[keyspace.stream(shard), keyspace.worker_dead_letter(shard), keyspace.shard_stats(shard),
+                  keyspace.failures(shard)],
             args=[self.settings.consumer_group, eid, msgspec.json.encode(record), body],
             client=pipe,
         )

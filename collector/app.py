@@ -20,6 +20,7 @@ from collector.privacy import Pseudonymizer
 from collector.ratelimit import RateLimiter
 from collector.recent import recent_events
 from collector.sdk_asset import sdk_js
+from collector.segment_api import routes as segment_routes
 from collector.store import EventStore
 from collector.validate import Validator
 from schemas.connection import open_async
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/sdk.js.map", sdk_js, methods=["GET"]),
         *seed001.ROUTES,
         *seed002.ROUTES,
+        *segment_routes(),  # Segment's Tracking API: /v1/batch, /v1/track, ... /v1/t
     ]
     if not settings.collector_metrics_port:  # else only on that port, not the public one
         routes.append(Route("/metrics", metrics))

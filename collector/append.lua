@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 -- Append one shard's share of a request atomically with its idempotency markers.
 -- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
 -- KEYS[3..] = the events' idempotency markers, in order (same hash tag as KEYS[1]: one slot;
@@ -14,6 +15,27 @@
 -- workers decode it in one call.
 local ttl = ARGV[1]
 local blob = ARGV[5]
+=======
+-- Append one shard's share of a request atomically with its idempotency record.
+-- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
+-- KEYS[3..] = the dedup buckets this call touches: one set per hour of the events' own client
+--            time (keyspace.dedup_bucket), holding the 16-byte ids seen in that hour. A resend
+--            carries the same client time, so it meets its first send in the same bucket.
+-- ARGV[1] = the buckets' minimum TTL (s): each write extends a bucket to at least this;
+-- ARGV[2] = MINID trim bound ('0' for none);
+-- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
+-- ARGV[5] = per event, one byte: its bucket's position after KEYS[2] (1 = KEYS[3]);
+-- ARGV[6] = the events' ids, 16 bytes each, concatenated in order;
+-- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
+--           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated.
+-- One SMISMEMBER and one SADD per bucket instead of a marker key per event. Returns one flag per
+-- event: 1 stored, 0 duplicate (seen before, or earlier in this same call). The stream entry's
+-- field `e` is a msgpack array of the kept events, so the workers decode it in one call.
+local ttl = tonumber(ARGV[1])
+local where = ARGV[5]
+local ids = ARGV[6]
+local blob = ARGV[7]
+>>>>>>> main
 local lens = {}
 local total = 0
 for l in string.gmatch(ARGV[6], '%d+') do
@@ -21,28 +43,67 @@ for l in string.gmatch(ARGV[6], '%d+') do
   lens[#lens + 1] = n
   total = total + n
 end
+local count = #lens
+-- the events of each bucket, in order
+local members, positions = {}, {}
+for i = 1, count do
+  local b = string.byte(where, i)
+  if members[b] == nil then
+    members[b], positions[b] = {}, {}
+  end
+  local m = members[b]
+  m[#m + 1] = string.sub(ids, 16 * i - 15, 16 * i)
+  positions[b][#m] = i
+end
 local flags = {}
 local all = true
+<<<<<<< HEAD
 for i = 1, #lens do
   if redis.call('SET', KEYS[2 + i], '1', 'NX', 'EX', ttl) then
     flags[i] = 1
   else
     flags[i] = 0
     all = false
+=======
+local CHUNK = 4000  -- under Lua's unpack() limit
+for b, m in pairs(members) do
+  local key = KEYS[2 + b]
+  local fresh, seen = {}, {}
+  for start = 1, #m, CHUNK do
+    local stop = math.min(start + CHUNK - 1, #m)
+    local found = redis.call('SMISMEMBER', key, unpack(m, start, stop))
+    for j = start, stop do
+      local id = m[j]
+      if found[j - start + 1] == 1 or seen[id] then
+        flags[positions[b][j]] = 0
+        all = false
+      else
+        seen[id] = true
+        fresh[#fresh + 1] = id
+        flags[positions[b][j]] = 1
+      end
+    end
+  end
+  for start = 1, #fresh, CHUNK do
+    redis.call('SADD', key, unpack(fresh, start, math.min(start + CHUNK - 1, #fresh)))
+  end
+  if #fresh > 0 and redis.call('TTL', key) < ttl then  -- -1 (none yet) included
+    redis.call('EXPIRE', key, ttl)
+>>>>>>> main
   end
 end
 local size = tonumber(ARGV[3])
 local kept = {}
 if not all or size > 0 then
   local pos = #blob - total + 1
-  for i = 1, #lens do
+  for i = 1, count do
     if flags[i] == 1 then
       kept[#kept + 1] = string.sub(blob, pos, pos + lens[i] - 1)
     end
     pos = pos + lens[i]
   end
 end
-local n = all and #lens or #kept
+local n = all and count or #kept
 if n > 0 then
   local body = blob
   if not all then

@@ -32,14 +32,19 @@ def _known_key(candidate: str, keys: tuple[str, ...]) -> bool:
     return ok
 
 
-def authenticate(request: Request, settings: Settings) -> tuple[str | None, str | None]:
+def authenticate(
+    request: Request, settings: Settings, body_key: str | None = None
+) -> tuple[str | None, str | None]:
     """Return ``(subject, None)`` when the request may write, else ``(None, reason)`` for a 401.
+
+    ``body_key`` is a write key the body carries (Segment's ``writeKey``, for clients that cannot
+    set headers, such as ``sendBeacon``); a key in the headers wins.
 
     The subject (``key:<write key>`` or ``jwt:<sub claim>``) is what the rate limit counts; it is
     hashed before it reaches Redis.
     """
     authorization = request.headers.get("authorization", "")
-    key = request.headers.get("x-write-key") or _basic_username(authorization)
+    key = request.headers.get("x-write-key") or _basic_username(authorization) or body_key
     if key:
         if _known_key(key, settings.write_keys):
             return "key:" + key, None

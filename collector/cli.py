@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from collector.app import create_app
+from infra.http_limits import uvicorn_options
 from schemas.settings import Settings
 
 
@@ -19,6 +20,7 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,  # access logs would carry client IPs
+        **uvicorn_options(settings),  # header/body deadlines, header cap, connection cap
     )
 
 

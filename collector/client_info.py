@@ -61,10 +61,16 @@ def _device_type(device: str, os_family: str) -> str:
 
 
 def client_info(request: Request) -> dict[str, str]:
-    """What an event may keep of its request's client: ``ip`` (masked; left out when the peer is
-    not an IP address) and the User-Agent's ``browser``, ``os`` and ``device_type``."""
-    out = dict(parse_user_agent(request.headers.get("user-agent")))
-    masked = mask_ip(request.client.host if request.client else None)
+    """What an event may keep of its request's client (see ``describe``)."""
+    return describe(request.client.host if request.client else None, request.headers.get("user-agent"))
+
+
+def describe(ip: str | None, user_agent: str | None) -> dict[str, str]:
+    """``ip`` (masked; left out when it is not an IP address) and the User-Agent's ``browser``,
+    ``os`` and ``device_type``: all a route may record of a client (Segment's ``context.ip`` and
+    ``context.userAgent`` too)."""
+    out = dict(parse_user_agent(user_agent))
+    masked = mask_ip(ip)
     if masked is not None:
         out["ip"] = masked
     return out

@@ -12,10 +12,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from schemas.settings import Settings
 
-# what the SDKs send (Segment's analytics.js, our sdk.js, seed 002's anonymous id header)
+# what the SDKs send (Segment's analytics.js, our sdk.js, seed 002's anonymous id header);
+# analytics.js adds X-Retry-Count to a retry, whose preflight must pass too
 ALLOWED_HEADERS = (
     "Authorization", "Content-Type", "Content-Encoding", "X-Write-Key", "X-Analytics-Opt-Out",
-    "X-Client-ANON-ID",
+    "X-Client-ANON-ID", "X-Retry-Count",
 )
 # what a browser client must be able to read: the server's clock (skew correction), back-off
 EXPOSED_HEADERS = ("X-Server-Time", "Retry-After")

@@ -7,6 +7,8 @@ Nothing here logs a body, an identifier or an address.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +23,12 @@ from starlette.responses import JSONResponse, Response
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
+<<<<<<< HEAD
 from collector.store import NotDurable
+=======
+from collector.validate import Checked, Outcome
+from schemas import keyspace
+>>>>>>> main
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error
@@ -31,12 +38,15 @@ log = logging.getLogger("collector.ingest")
 _BATCH = msgspec.json.Decoder(Batch)
 
 
-def opted_out(request: Request) -> bool:
-    return (
-        not request.app.state.settings.analytics_enabled
-        or request.headers.get("x-analytics-opt-out", "").strip() == "1"
-        or request.headers.get("dnt", "").strip() == "1"
-    )
+def opted_out(request: Request) -> str | None:
+    """Why the request is dropped unread (disabled, opt_out header, dnt), or None."""
+    if not request.app.state.settings.analytics_enabled:
+        return "disabled"
+    if request.headers.get("x-analytics-opt-out", "").strip() == "1":
+        return "opt_out"
+    if request.headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    return None
 
 
 STORE_ERRORS = (redis.RedisError, OSError, RedisClusterException)
@@ -50,17 +60,23 @@ def store_unavailable(exc: BaseException) -> Response:
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
-async def admit(request: Request, public: bool = False) -> Response | None:
+async def admit(
+    request: Request, public: bool = False, body_key: str | None = None
+) -> Response | None:
     """The whole-request checks before the body is read: a response to send, or None to go on.
 
     ``public``: a request without credentials may write too (seed 002's keyless route, under
-    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid.
+    ``ANALYTICS_PUBLIC_INGEST``); credentials it does send must still be valid. ``body_key``: the
+    write key in a body already read (Segment's ``writeKey``, see ``auth.authenticate``).
     """
     state = request.app.state
-    if opted_out(request):
+    reason = opted_out(request)
+    if reason is not None:
         metrics.OPT_OUTS.inc()
+        with contextlib.suppress(redis.RedisError, OSError):  # a count for the privacy report only
+            await state.redis.hincrby(keyspace.OPT_OUTS, reason, 1)
         return Response(status_code=204)
-    subject, denied = authenticate(request, state.settings)
+    subject, denied = authenticate(request, state.settings, body_key)
     if denied and public and not (
         request.headers.get("authorization") or request.headers.get("x-write-key")
     ):
@@ -127,18 +143,76 @@ async def accept(
     state = request.app.state
     settings = state.settings
     received = int(time.time() * 1000)
-    skew = 0
-    if sent_at is not None:
-        # Segment's correction: ts = received - (sent_at - ts_utc), beyond a small tolerance
-        offset = received - to_ms(sent_at)
-        if abs(offset) > settings.skew_tolerance_seconds * 1000:
-            skew = offset
+    skew = 0 if sent_at is None else clock_skew(settings, received, to_ms(sent_at))
     try:
         outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
-        marker_ttl = import_marker_ttl(settings) if historical else None
+        marker_ttl = import_marker_ttl(state.store.settings) if historical else None  # run-time retention
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
     except STORE_ERRORS as exc:
         return store_unavailable(exc)
+    return _tally(outcome, flags, len(raw_events))
+
+
+# an item mapped onto a catalog event: (index in the request, event JSON, client_info, skew ms)
+Part = tuple[int, bytes, dict[str, str] | None, int]
+
+
+async def accept_parts(
+    request: Request,
+    received: int,
+    events: list[Part],
+    refused: list[tuple[int, dict[str, object], str, str]],
+    path: str = "$.events[{}]",
+) -> Result | Response:
+    """``accept`` for a request whose items were mapped onto catalog events first (Segment's API).
+
+    ``events`` are ``(index in the request, catalog event JSON, client, skew)``: each item's own
+    ``client_info`` and clock-skew correction (ms); ``refused`` are items the mapping could not
+    turn into an event, as ``(index, what is known of the event, reason, error)``: both are
+    dead-lettered like any rejection, redacted the same way. Errors and indices name the item's
+    place in the request (``path.format(index)``).
+    """
+    state = request.app.state
+    validator = state.validator
+    groups: dict[tuple[int, tuple[tuple[str, str], ...]], list[Part]] = {}
+    for item in events:  # one validator run per distinct client and skew (usually one a request)
+        groups.setdefault((item[3], tuple(sorted((item[2] or {}).items()))), []).append(item)
+    outcome = Outcome()
+    try:
+        for (skew, _), group in groups.items():
+            part = await validator.run([msgspec.Raw(e) for _, e, _, _ in group], received, skew,
+                                       client=group[0][2])
+            for shard, items in part.by_shard.items():
+                offset = len(outcome.by_shard.setdefault(shard, []))
+                outcome.by_shard[shard] += items
+                outcome.late.setdefault(shard, []).extend(offset + i for i in part.late.get(shard, []))
+            for rej in part.rejections:
+                index = group[rej.index][0]
+                rej.errors = [e.replace(f"$.events[{rej.index}]", path.format(index), 1) for e in rej.errors]
+                rej.index = index
+                outcome.rejections.append(rej)
+        for index, known, reason, detail in refused:
+            name = known.get("event_name")
+            checked = Checked(errors=[path.format(index) + detail], reason=reason,
+                              name=name if isinstance(name, str) else None)
+            outcome.rejections.append(await validator.rejection(
+                index, msgspec.json.encode(known), checked, received, 0
+            ))
+        outcome.rejections.sort(key=lambda r: r.index)
+        flags = await state.store.write(outcome.by_shard, outcome.rejections)
+    except (redis.RedisError, OSError) as exc:
+        return store_unavailable(exc)
+    return _tally(outcome, flags, len(events) + len(refused))
+
+
+def clock_skew(settings: Settings, received: int, sent_at: int) -> int:
+    """Milliseconds to add to a client's event times: Segment's correction,
+    ``ts = received - (sent_at - ts)``, applied beyond ``SKEW_TOLERANCE_SECONDS``."""
+    offset = received - sent_at
+    return offset if abs(offset) > settings.skew_tolerance_seconds * 1000 else 0
+
+
+def _tally(outcome: Outcome, flags: dict[int, list[int]], size: int) -> Result:
     result = Result()
     result.accepted = sum(sum(f) for f in flags.values())
     result.duplicates = sum(len(f) for f in flags.values()) - result.accepted
@@ -149,10 +223,18 @@ async def accept(
     metrics.ACCEPTED.inc(result.accepted)
     metrics.DUPLICATES.inc(result.duplicates)
     metrics.LATE.inc(result.late)
-    metrics.BATCH_SIZE.observe(len(raw_events))
+    metrics.BATCH_SIZE.observe(size)
     for r in outcome.rejections:
         metrics.REJECTED.labels(r.reason).inc()
     return result
+
+
+def client_gone() -> Response:
+    """The answer (never read) to a client that went away mid-body: normal on the internet (a
+    phone losing signal), so one line and a count, nothing stored."""
+    metrics.DISCONNECTS.inc()
+    log.info("client disconnected before its body was read")
+    return error(400, "client_disconnected", "the client went away before its body was read")
 
 
 async def read_batch(request: Request) -> Batch | Response:
@@ -168,10 +250,7 @@ async def read_batch(request: Request) -> Batch | Response:
     except BodyError as exc:
         return error(exc.status, exc.code, exc.detail)
     except ClientDisconnect:
-        # normal on the internet (a phone losing signal): one line and a count, nothing stored
-        metrics.DISCONNECTS.inc()
-        log.info("client disconnected before its body was read")
-        return error(400, "client_disconnected", "the client went away before its body was read")
+        return client_gone()
     try:
         batch = _BATCH.decode(body)
     except msgspec.ValidationError as exc:

@@ -26,7 +26,8 @@ from schemas.days import to_ms
 from schemas.settings import Settings
 
 PSEUDO = "pseudo:"  # marks an identifier that the dead-letter copy already pseudonymised
-PSEUDONYMISED = frozenset({"anon_village_id", "session_id"})  # the envelope's actor and session
+# the envelope's actor, session and second actors (seed 002's user and anonymous ids, Segment's)
+PSEUDONYMISED = frozenset({"anon_village_id", "session_id", "user_id", "anonymous_id"})
 UUIDS = frozenset({"event_id"})
 MAX_FIELDS = 50
 

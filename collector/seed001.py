@@ -37,6 +37,7 @@ PLATFORM = "unknown"  # ... and ``src`` may be left out
 # the catalog's field names, as the seed's clients call them (for the errors we answer)
 SEED_NAMES = {"ts_utc": "ts", "event_name": "type", "anon_village_id": "user_id", "platform": "src"}
 _PATH = re.compile(r"\$\.events\[(\d+)\](\.(ts_utc|event_name|anon_village_id|platform))?")
+_NAMED = re.compile(r"`(ts_utc|event_name|anon_village_id|platform)`")  # "missing field `ts_utc`"
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -59,6 +60,7 @@ class SeedRejected(msgspec.Struct):
 class SeedIngestResult(msgspec.Struct):
     ingested: int
     duplicates: int
+    late: int  # of the ingested: already older than LATE_WINDOW_HOURS, stored but not counted
     rejected: list[SeedRejected]
 
 
@@ -98,8 +100,10 @@ def to_catalog(obj: object) -> tuple[bytes, str | None]:
 
 def seed_error(message: str) -> str:
     """A validator message in the seed's terms: ``$[2].ts`` for ``$.events[2].ts_utc``."""
-    return _PATH.sub(lambda m: f"$[{m.group(1)}]" + (f".{SEED_NAMES[m.group(3)]}" if m.group(3) else ""),
-                     message)
+    message = _PATH.sub(
+        lambda m: f"$[{m.group(1)}]" + (f".{SEED_NAMES[m.group(3)]}" if m.group(3) else ""), message
+    )
+    return _NAMED.sub(lambda m: f"`{SEED_NAMES[m.group(1)]}`", message)
 
 
 def _unauthorized(detail: str) -> Response:
@@ -154,9 +158,8 @@ async def ingest(request: Request) -> Response:
          "errors": [seed_error(e) for e in r["errors"]]}  # type: ignore[union-attr]
         for r in result.rejected
     ]
-    return JSONResponse(
-        {"ingested": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
-    )
+    return JSONResponse({"ingested": result.accepted, "duplicates": result.duplicates,
+                         "late": result.late, "rejected": rejected})
 
 
 # -- the seed's documentation paths -------------------------------------------------------------

@@ -33,6 +33,7 @@ APP_VERSION = "unknown"  # the seed's events carry no app version
 PLATFORM = "unknown"  # ... and ``source`` may be left out
 SEED_NAMES = {"event_name": "event_type", "platform": "source", "ts_utc": "created_at"}
 _PATH = re.compile(r"\$\.events\[(\d+)\](\.(event_name|platform|ts_utc))?")
+_NAMED = re.compile(r"`(event_name|platform|ts_utc)`")  # "missing required field `event_name`"
 
 
 class Bulk(msgspec.Struct, forbid_unknown_fields=False):
@@ -112,7 +113,7 @@ def seed_error(message: str, single: bool) -> str:
         head = "$" if single else f"$.events[{m.group(1)}]"
         return head + (f".{SEED_NAMES[m.group(3)]}" if m.group(3) else "")
 
-    return _PATH.sub(name, message)
+    return _NAMED.sub(lambda m: f"`{SEED_NAMES[m.group(1)]}`", _PATH.sub(name, message))
 
 
 async def events(request: Request) -> Response:

@@ -12,8 +12,12 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
+<<<<<<< HEAD
 from schemas import keyspace
 from schemas.connection import is_cluster
+=======
+from schemas import adjusted, keyspace
+>>>>>>> main
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -21,14 +25,36 @@ APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
 DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
 
-# An accepted event ready for its shard's script: (event id as 32 hex characters, the msgpack
-# StoredEvent in its compact form). The validator builds these; ``encoded`` turns a StoredEvent
-# (a dead-letter replay) into one.
-Encoded = tuple[str, bytes]
+# An accepted event ready for its shard's script: (event id as its 16 bytes, the msgpack
+# StoredEvent in its compact form, its dedup hour: the hour of the client's own event time,
+# before skew correction, so that a resend meets its first send). The validator builds these;
+# ``encoded`` turns a StoredEvent (a dead-letter replay) into one.
+Encoded = tuple[bytes, bytes, int]
+MAX_BUCKETS = 250  # dedup buckets per script call (one byte per event names its bucket)
 
 
 def encoded(ev: StoredEvent) -> Encoded:
-    return ev.event_id, STORED_ENCODER.encode(compact(ev))  # type: ignore[return-value]
+    original = ev.ts if ev.ts_original is None else ev.ts_original
+    return (
+        bytes.fromhex(ev.event_id),  # type: ignore[arg-type]
+        STORED_ENCODER.encode(compact(ev)),
+        keyspace.dedup_hour(original),
+    )
+
+
+def _chunks(items: list[Encoded]) -> list[list[Encoded]]:
+    """The calls a shard's events take: at most MAX_PER_ENTRY events and MAX_BUCKETS hours each."""
+    if len(items) <= MAX_PER_ENTRY and len({h for _, _, h in items}) <= MAX_BUCKETS:
+        return [items] if items else []  # the usual case: one call
+    out: list[list[Encoded]] = [[]]
+    hours: set[int] = set()
+    for item in items:
+        if len(out[-1]) >= MAX_PER_ENTRY or (item[2] not in hours and len(hours) >= MAX_BUCKETS):
+            out.append([])
+            hours = set()
+        hours.add(item[2])
+        out[-1].append(item)
+    return out if out[0] else []
 
 
 def array_header(n: int) -> bytes:
@@ -72,7 +98,12 @@ class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+<<<<<<< HEAD
         self.cluster = is_cluster(redis)
+=======
+        self.base_settings = settings
+        self._followed_at = float("-inf")
+>>>>>>> main
         self.append = redis.register_script(APPEND_LUA)
         self.wait_replicas = max(0, settings.analytics_wait_replicas)
         self.wait_aof = settings.analytics_wait_aof
@@ -81,9 +112,20 @@ class EventStore:
         self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
         self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
 
+    async def follow_settings(self) -> None:
+        """Overlay the admin's run-time retention, re-read at most every ``REFRESH_S`` seconds."""
+        now = time.monotonic()
+        if now < self._followed_at + adjusted.REFRESH_S:
+            return
+        self._followed_at = now
+        overrides = adjusted.parse(await self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
+        self.settings = adjusted.overlay(self.base_settings, overrides)
+
     def _minid(self) -> str:
+        """Trim the stream as it grows only when there is no archive: with one, events leave the
+        streams through it (the workers' ``purge.trim``), never straight from here."""
         days = self.settings.analytics_retention_days
-        if days <= 0:
+        if days <= 0 or self.settings.archive_url:
             return "0"
         return str(int(time.time() * 1000) - days * 86_400_000)
 
@@ -98,11 +140,13 @@ class EventStore:
         ``marker_ttl`` (s) overrides how long the idempotency markers last (imports keep theirs
         for the retention period, so re-running an import is answered as duplicates).
         """
+        await self.follow_settings()
         minid = self._minid()
         ttl = marker_ttl or self.marker_ttl
-        calls: list[tuple[int, list[Any]]] = []  # (shard, EVALSHA arguments after numkeys)
+        calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)
         for shard, events in by_shard.items():
             items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
+<<<<<<< HEAD
             prefix = keyspace.dedup_prefix(shard)
             keys = [keyspace.stream(shard), keyspace.recent(shard)]
             for start in range(0, len(items), MAX_PER_ENTRY):
@@ -115,6 +159,23 @@ class EventStore:
                     2 + len(chunk), *keys, *[prefix + i for i, _ in chunk], ttl, minid,
                     self.debug_size, self.debug_ttl, entry(bodies),
                     ",".join(map(str, map(len, bodies))), self.durable,
+=======
+            for chunk in _chunks(items):
+                ids = b"".join([i for i, _, _ in chunk])
+                if len(ids) != 16 * len(chunk):
+                    raise ValueError("a stored event id is not 16 bytes")
+                slots: dict[int, int] = {}  # hour -> its bucket's position among the keys
+                for _, _, h in chunk:
+                    if h not in slots:
+                        slots[h] = len(slots) + 1
+                where = bytes([slots[h] for _, _, h in chunk])
+                keys = [keyspace.stream(shard), keyspace.recent(shard),
+                        *(keyspace.dedup_bucket(shard, h) for h in slots)]
+                bodies = [b for _, b, _ in chunk]
+                calls.append((shard, len(keys), [
+                    *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
+                    entry(bodies), ",".join(map(str, map(len, bodies))),
+>>>>>>> main
                 ]))
         sha = self.append.sha
         # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, one
@@ -124,8 +185,13 @@ class EventStore:
         # node written (they wait for that connection's writes), in the same round trip.
         waits = self._waits(calls)
         async with self.redis.pipeline(transaction=False) as pipe:
+<<<<<<< HEAD
             for _, args in calls:
                 pipe.execute_command("EVALSHA", sha, *args)
+=======
+            for _, numkeys, args in calls:
+                pipe.evalsha(sha, numkeys, *args)
+>>>>>>> main
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -144,6 +210,7 @@ class EventStore:
             await self.redis.script_load(APPEND_LUA)
             retried = [calls[i] for i in missing]
             async with self.redis.pipeline(transaction=False) as pipe:
+<<<<<<< HEAD
                 for _, args in retried:
                     pipe.execute_command("EVALSHA", sha, *args)
                 for command, node in self._waits(retried):
@@ -155,12 +222,18 @@ class EventStore:
             for i, result in zip(missing, again):
                 results[i] = result
             self._check_waits(retried, self._waits(retried), again[len(retried):])
+=======
+                for i in missing:
+                    pipe.evalsha(sha, calls[i][1], *calls[i][2])
+                for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
+                    results[i] = result
+>>>>>>> main
         for result in results:
             if isinstance(result, Exception):
                 raise result
         self._check_waits(calls, waits, results[len(calls) + len(rejections):])
         flags: dict[int, list[int]] = {}
-        for (shard, _), result in zip(calls, results):
+        for (shard, _, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags
 

@@ -164,6 +164,7 @@ class Validator:
         by_shard: dict[int, list[Encoded]] = {}
         late: dict[int, list[int]] = {}
         oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
+        bucket_ms = keyspace.DEDUP_BUCKET_MS
         future: list[int] = []
         last_salt = b""
         villages: dict[str, tuple[str, int]] = {}
@@ -236,7 +237,7 @@ class Validator:
                 row += extras(historical, user, anonymous, client)
             elif historical:
                 row += (True,)
-            item = (eid.hex(), encode(row))
+            item = (eid, encode(row), ts_original // bucket_ms)  # store.Encoded
             bucket = by_shard.get(shard)
             if bucket is None:
                 bucket = by_shard[shard] = []

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from kpi_api import adjustable, dashboard, reports, routes
+from kpi_api import adjustable, dashboard, privacy_report, reports, routes, subjects
 from kpi_api.metrics import LATENCY, metrics
 from kpi_api.openapi import openapi
 from kpi_api.cache import Clock, TTLCache
@@ -30,6 +30,9 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             yield
         finally:
             await app.state.redis.aclose()
+            sync = getattr(app.state, "sync_redis", None)
+            if sync is not None:
+                sync.close()
 
     app = Starlette(
         routes=[
@@ -40,6 +43,10 @@ def create_app(settings: Settings | None = None, clock: Clock = time.time) -> St
             Route("/internal/analytics/kpis/{kpi}/heatmap", routes.kpi_heatmap),
             Route("/internal/analytics/kpis/{kpi}/top", routes.kpi_top),
             Route("/internal/analytics/settings", adjustable.settings, methods=["GET", "PATCH"]),
+            Route("/internal/analytics/users/{user_id}/events", subjects.user_events),
+            Route("/internal/analytics/users/{user_id}", subjects.user, methods=["DELETE"]),
+            Route("/internal/analytics/erasures", subjects.erasures),
+            Route("/internal/analytics/privacy-report", privacy_report.privacy_report),
             Route("/api/analytics/metrics", routes.metrics),
             Route("/api/analytics/reports/dau", reports.dau),
             Route("/api/analytics/reports/events", reports.events_export),

@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from infra.http_limits import uvicorn_options
 from kpi_api.app import create_app
 from schemas.settings import Settings
 
@@ -16,6 +17,7 @@ def main() -> None:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port,
         log_level=settings.log_level.lower(), access_log=False,
+        **uvicorn_options(settings),  # header/body deadlines, header cap, connection cap
     )
 
 

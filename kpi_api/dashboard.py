@@ -22,7 +22,8 @@ VENDOR = {
     "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js"),
     "chartjs-chart-matrix.min.js": ("chartjs-chart-matrix", "dist/chartjs-chart-matrix.min.js"),
 }
-OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
+OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml",
+       "privacy.js": "text/javascript"}
 
 
 def node_modules(configured: str) -> Path:
@@ -42,6 +43,12 @@ async def page(request: Request) -> Response:
                         headers={"Cache-Control": "no-cache"})
 
 
+async def privacy_page(request: Request) -> Response:
+    """The privacy report page (it reads ``GET /internal/analytics/privacy-report``)."""
+    return FileResponse(STATIC / "privacy.html", media_type="text/html",
+                        headers={"Cache-Control": "no-cache"})
+
+
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
     if name in OWN:
@@ -56,4 +63,5 @@ async def asset(request: Request) -> Response:
 
 
 # a staff feature behind a switch: with DASHBOARD_ENABLED=false these routes are not served (404)
-ROUTES = (Route("/dashboard", page), Route("/dashboard/assets/{name}", asset))
+ROUTES = (Route("/dashboard", page), Route("/dashboard/privacy", privacy_page),
+          Route("/dashboard/assets/{name}", asset))

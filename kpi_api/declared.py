@@ -13,6 +13,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from kinds import count, sum as sum_kind
 from kpi_api import queries
 from schemas import keyspace
 from schemas.kpis import Kpi
@@ -68,18 +69,16 @@ async def breakdown(
     r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date], dimension: str, limit: int | None
 ) -> list[Row]:
     """Rows ``{date, <dimension>, value}`` for a count KPI declared with that dimension."""
-    per_day = await _hashes(r, s, kpi, days)
-    prefix = f"{dimension}="
+    per_day = [count.by_dimension(h, dimension) for h in await _hashes(r, s, kpi, days)]
     totals: dict[str, int] = {}
     for h in per_day:
-        for field, v in h.items():
-            if field.startswith(prefix):
-                totals[field[len(prefix):]] = totals.get(field[len(prefix):], 0) + v
+        for g, v in h.items():
+            totals[g] = totals.get(g, 0) + v
     groups = sorted(totals, key=lambda g: (-totals[g], g))
     if limit is not None:
         groups = groups[:limit]
     return [
-        {"date": d.isoformat(), dimension: g, "value": h.get(prefix + g, 0)}
+        {"date": d.isoformat(), dimension: g, "value": h.get(g, 0)}
         for d, h in zip(days, per_day)
         for g in sorted(groups)
     ]
@@ -88,13 +87,9 @@ async def breakdown(
 async def sums(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[Row]:
     per_day = await _hashes(r, s, kpi, days)
     return [
-        {"date": d.isoformat(), "value": _scaled(h.get("sum", 0), kpi.scale)}
+        {"date": d.isoformat(), "value": sum_kind.value(h, kpi.scale)}
         for d, h in zip(days, per_day)
     ]
-
-
-def _scaled(value: int, scale: int) -> int | float:
-    return value if scale == 1 else value / scale
 
 
 async def top(
@@ -160,6 +155,6 @@ async def read(
     counters = await queries.counters_per_day(r, s, days)
     return [
         {"date": d.isoformat(),
-         "value": sum(v for f, v in c.items() if "@" not in f and kpi.matches(f))}
+         "value": sum(v for f, v in count.totals(c).items() if kpi.matches(f))}
         for d, c in zip(days, counters)
     ]

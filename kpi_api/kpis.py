@@ -14,13 +14,14 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import redis.asyncio as aredis
 from starlette.requests import Request
 
 from kpi_api import declared, params, privacy, queries
+from kinds import count, retention
 from kpi_api.errors import BadRequest
 from schemas import profiles
 from schemas.days import days_between
@@ -55,6 +56,8 @@ class KPI:
         if self.spec is not None:
             out.update(declared_kind=self.spec.kind, unit=self.spec.unit,
                        top=self.spec.kind == "top", all_time=self.spec.all_time)
+            if self.spec.kind == "retention":
+                out["after"] = list(retention.AFTER)
         return out
 
 
@@ -97,14 +100,29 @@ class Query:
     metric: str = "avg"
     event_name: str | None = None
     extra: tuple[Any, ...] = field(default=())
+    after: int = 1  # retention: the day offset N
+    today: date | None = None  # retention: days D whose D+N is after it are still to come
 
     @property
     def days(self) -> list[date]:
         return days_between(self.start, self.end)
 
+    @property
+    def retention(self) -> bool:
+        return self.kpi.spec is not None and self.kpi.spec.kind == "retention"
+
+    @property
+    def last_day(self) -> date:
+        """The last day the answer reads: a retention's D+N, else the range's end."""
+        return self.end + timedelta(days=self.after) if self.retention else self.end
+
+    def now(self) -> date:
+        return self.today or datetime.now(timezone.utc).date()
+
     def cache_key(self, what: str) -> tuple[Any, ...]:
         return (what, self.kpi.name, self.start, self.end, self.granularity, self.group_by,
-                self.limit, self.metric if self.kpi.metrics else None, self.event_name)
+                self.limit, self.metric if self.kpi.metrics else None, self.event_name,
+                (self.after, self.now()) if self.retention else None)
 
 
 _TOTALS = {
@@ -113,6 +131,7 @@ _TOTALS = {
     "sum": "the sum over the range",
     "top": "values counted over the range",
     "count": "events in the range",
+    "retention": "actors retained over actors in every cohort of the range whose day D+N has come",
 }
 
 
@@ -181,16 +200,25 @@ def parse(request: Request, kpi: KPI) -> Query:
         raise BadRequest(f"group_by={group_by!r} is kept per day only: use granularity=day")
     if granularity == "hour" and (end - start).days + 1 > 92:
         raise BadRequest("granularity=hour allows at most 92 days")
+    if kpi.spec is not None and kpi.spec.kind == "retention":
+        after = params.positive_int(request, "after", 1, retention.MAX_AFTER) or 1
+        today = datetime.fromtimestamp(request.app.state.clock(), timezone.utc).date()
+        return Query(kpi, start, end, granularity, group_by, limit, metric, event_name,
+                     after=after, today=today)
+    if request.query_params.get("after"):
+        raise BadRequest(f"after applies to retention KPIs, not {kpi.name}")
     return Query(kpi, start, end, granularity, group_by, limit, metric, event_name)
 
 
 def _event_fields(counters: dict[str, int], only: str | None) -> dict[str, int]:
-    return {k: v for k, v in counters.items() if "@" not in k and (only is None or k == only)}
+    return count.totals(counters, only)
 
 
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     kind = q.kpi.kind
     days = q.days
+    if q.retention:
+        return await retention.read(r, s, days, q.after, q.now())
     if kind == "declared" or _declared_only(q.kpi, q.group_by):
         return await _declared_series(r, s, q)
     if kind == "uniques":
@@ -209,7 +237,7 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     if kind == "count":
         for d, c in zip(days, counters):
             for h in range(24):
-                rows.append({"date": d.isoformat(), "hour": h, "value": c.get(f"{q.kpi.event}@{h:02d}", 0)})
+                rows.append({"date": d.isoformat(), "hour": h, "value": count.hourly(c, (q.kpi.event,), h)})
         return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
     # events: every event name the counters hold (any catalog), optionally one, optionally broken down
     names: dict[str, int] = {}
@@ -222,14 +250,16 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     hours: list[int | None] = list(range(24)) if q.granularity == "hour" else [None]
     for d, c in zip(days, counters):
         for h in hours:
-            suffix = "" if h is None else f"@{h:02d}"
             base: Row = {"date": d.isoformat()} if h is None else {"date": d.isoformat(), "hour": h}
+
+            def value(events: Any, c: dict[str, int] = c, h: int | None = h) -> int:
+                return sum(c.get(n, 0) for n in events) if h is None else count.hourly(c, events, h)
+
             if q.group_by is None:
-                total = sum(c.get(n + suffix, 0) for n in names)
-                rows.append({**base, "value": total})
+                rows.append({**base, "value": value(names)})
             else:
                 for n in sorted(groups):
-                    rows.append({**base, q.group_by: n, "value": c.get(n + suffix, 0)})
+                    rows.append({**base, q.group_by: n, "value": value((n,))})
     if bound is None:
         return rows
     return privacy.suppress(rows, _bounds(rows, days, bound), s.kpi_min_group_size)
@@ -288,8 +318,10 @@ def previous_period(start: date, end: date) -> tuple[date, date]:
     return start - shift, end - shift
 
 
-async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) -> float | int:
+async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) -> float | int | None:
     days = days_between(start, end)
+    if q.retention:
+        return await retention.total(r, s, days, q.after, q.now())
     kind = q.kpi.kind
     spec = q.kpi.spec if kind == "declared" else None
     if spec is not None:
@@ -321,12 +353,15 @@ async def summary(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
     prev_start, prev_end = previous_period(q.start, q.end)
     now_total = await total(r, s, q, q.start, q.end)
     prev_total = await total(r, s, q, prev_start, prev_end)
-    delta = round(now_total - prev_total, 3)
+    if now_total is None or prev_total is None:  # a retention with no cohort due
+        delta = None
+    else:
+        delta = round(now_total - prev_total, 3)
     out: dict[str, Any] = {
         "kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(),
         "total": now_total, "total_means": q.kpi.total_means,
         "previous": {"start": prev_start.isoformat(), "end": prev_end.isoformat(), "total": prev_total},
-        "delta": delta, "delta_pct": round(100 * delta / prev_total, 1) if prev_total else None,
+        "delta": delta, "delta_pct": round(100 * delta / prev_total, 1) if prev_total and delta is not None else None,
     }
     if q.kpi.metrics:
         out["metric"] = q.metric
@@ -350,7 +385,7 @@ async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
         bound[wd] += u
         wanted = names or list(_event_fields(c, q.event_name))
         for h in range(24):
-            cells[wd][h] += sum(c.get(f"{n}@{h:02d}", 0) for n in wanted)
+            cells[wd][h] += count.hourly(c, wanted, h)
     rows = [{"weekday": wd, "hour": h, "value": cells[wd][h]} for wd in range(7) for h in range(24)]
     rows = privacy.suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
     return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from schemas import __version__
 from schemas.service import openapi_paths
 
-PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard",
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard", "/dashboard/privacy",
                     "/dashboard/assets/{name}"})
 
 
@@ -81,7 +81,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "parameters": [{"name": "kpi", "in": "path", "required": True, "schema": {"type": "string"}},
                        START, END, _q("metric", "session KPIs: avg, p50 or p95"),
                        _q("granularity", "day or hour"), _q("group_by", "a declared dimension"),
-                       _q("limit", "groups", "integer")],
+                       _q("limit", "groups", "integer"),
+                       _q("after", "retention KPIs: the day offset N (default 1); value = share of day D's "
+                          "actors active again on D+N, null while D+N is to come", "integer")],
         "responses": {"200": {"description": "[{date, value}]"}, **ERRORS},
     },
 }

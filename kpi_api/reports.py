@@ -16,6 +16,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from kinds import count
 from kpi_api import declared, export, kpis, params, privacy, queries
 from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
@@ -60,7 +61,7 @@ async def _day_numbers(request: Request, day: date) -> tuple[int, int, dict[str,
     """(signed-in users, anonymous visitors, events by type) of one day."""
     r, s = request.app.state.redis, request.app.state.settings
     counters = (await queries.counters_per_day(r, s, [day]))[0]
-    by_type = {k: v for k, v in sorted(counters.items()) if "@" not in k}
+    by_type = dict(sorted(count.totals(counters).items()))
     kpis_ = profiles.load(s.analytics_profile).kpis
     users, anonymous = (next((k for k in kpis_ if k.kind == "uniques" and k.field == f), None)
                         for f in ACTOR_FIELDS)

@@ -40,7 +40,7 @@ async def cached(request: Request, key: tuple[Any, ...], last_day: Any,
 async def kpi(request: Request) -> Response:
     q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
     r, s = request.app.state.redis, request.app.state.settings
-    return await cached(request, q.cache_key("series"), q.end, lambda: kpis.series(r, s, q))
+    return await cached(request, q.cache_key("series"), q.last_day, lambda: kpis.series(r, s, q))
 
 
 @guard()
@@ -48,7 +48,7 @@ async def kpi_summary(request: Request) -> Response:
     """Range total, the previous period's total (shifted by whole weeks) and the delta."""
     q = kpis.parse(request, kpis.lookup(request, request.path_params["kpi"]))
     r, s = request.app.state.redis, request.app.state.settings
-    return await cached(request, q.cache_key("summary"), q.end, lambda: kpis.summary(r, s, q))
+    return await cached(request, q.cache_key("summary"), q.last_day, lambda: kpis.summary(r, s, q))
 
 
 @guard()

@@ -197,6 +197,15 @@ def extras(
     return (historical, user, anonymous, client)
 
 
+# Identifier fields that name a person (the profile's actor, seed 004's user or device): the
+# envelope field -> the StoredEvent field that keeps its keyed HMAC (pseudonymised with the salt of
+# the event's epoch). The per-person listing and erasure find a person through every field named
+# here (aggregator/subjects.py), so a new pseudonymised identifier is covered by adding it here.
+# (tests/test_lifecycle.py fails when an envelope field typed ActorId is missing here)
+SUBJECT_FIELDS: dict[str, str] = {
+    "anon_village_id": "village", "user_id": "user", "anonymous_id": "anonymous",
+}
+
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
 STORED_ENCODER = msgspec.msgpack.Encoder()
 

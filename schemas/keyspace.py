@@ -35,9 +35,19 @@ def late_stream(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:late"
 
 
-def dedup_prefix(shard: int) -> str:
-    """Prefix of the per-event idempotency markers (``<prefix><event_id hex>``)."""
-    return f"{PREFIX}:{tag(shard)}:seen:"
+DEDUP_BUCKET_MS = 3_600_000
+
+
+def dedup_hour(client_ts_ms: int) -> int:
+    """The dedup bucket of an event: the hour of its client's own time (before skew correction)."""
+    return client_ts_ms // DEDUP_BUCKET_MS
+
+
+def dedup_bucket(shard: int, hour: int) -> str:
+    """Set of the 16-byte ids of the events accepted on ``shard`` whose client time falls in
+    ``hour`` (``dedup_hour``): the idempotency record, one set per bucket instead of a key per
+    event. It lives at least the marker TTL after its last write."""
+    return f"{PREFIX}:{tag(shard)}:seen:{hour}"
 
 
 def dedup_marker(shard: int, event_id: str) -> str:
@@ -80,6 +90,15 @@ def worker_dead_letter(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:deadletter"
 
 
+def failures(shard: int) -> str:
+    """Hash: stream entry id -> how many times that entry's own decode or apply failed.
+
+    What decides that an entry is poison (past ``MAX_DELIVERIES``): a delivery count would also
+    count the crashes of the workers that held it, which are not the entry's fault.
+    """
+    return f"{PREFIX}:{tag(shard)}:failures"
+
+
 def kpi(shard: int, name: str, day: str) -> str:
     """A declared KPI's own aggregate for a day (HLL, hash or sorted set by the KPI's kind)."""
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:{day}"
@@ -100,6 +119,22 @@ DEAD_LETTER = f"{PREFIX}:deadletter"
 
 # settings an admin changed at run time (hash: setting name -> integer), see kpi_api/adjustable.py
 ADJUSTED_SETTINGS = f"{PREFIX}:settings"
+
+# erasure audit records (stream: keyed hash of the id, time, requester, counts), aggregator/erase.py
+ERASURES = f"{PREFIX}:erasures"
+# the secret that keys the audit records' hash of an erased id (never expires, unlike the salts)
+ERASURE_KEY = f"{PREFIX}:erasure-key"
+# held by the one process archiving and deleting old events at a time (aggregator/purge.py)
+PURGE_LOCK = f"{PREFIX}:purge-lock"
+# requests the collector dropped for opt-out (hash: reason -> count), for the privacy report
+OPT_OUTS = f"{PREFIX}:opt-outs"
+SALT_PATTERN = f"{PREFIX}:salt:*"
+
+
+def salt_epoch(key: str) -> int | None:
+    """The epoch a salt key names, or None for another key."""
+    head, _, tail = key.rpartition(":")
+    return int(tail) if head == f"{PREFIX}:salt" and tail.isdigit() else None
 
 
 def salt(epoch: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["uniques", "count", "sum", "top", "session"]
+Kind = Literal["uniques", "count", "sum", "top", "session", "retention"]
 BUILTIN_DIMENSIONS = ("platform", "app_version", "event_name")
 # a uniques KPI's ``field`` naming the envelope's second actor instead of a payload field:
 # ``user`` (signed-in users) and ``anonymous`` (anonymous ids seen without a user), seed 002's
@@ -34,6 +34,8 @@ class Kpi:
     def __post_init__(self) -> None:
         if self.kind in ("sum", "top") and not self.field:
             raise ValueError(f"KPI {self.name}: a {self.kind} needs a payload field")
+        if self.kind == "retention" and (self.field or self.events):
+            raise ValueError(f"KPI {self.name}: retention reads the daily actors, of every event")
         if self.dimensions and self.kind != "count":
             raise ValueError(f"KPI {self.name}: only counts have dimensions")
 

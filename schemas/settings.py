@@ -78,6 +78,11 @@ class Settings:
     debug_buffer_size: int = 100  # recent accepted events kept per shard (0: off)
     debug_buffer_ttl_seconds: int = 3600
     deadletter_maxlen: int = 100_000
+    # HTTP limits of both servers, per connection (infra/http_limits.py)
+    http_max_header_bytes: int = 16_384  # request line and headers: 431 beyond
+    http_header_timeout_seconds: int = 10  # first byte to end of headers: 408 beyond
+    http_body_timeout_seconds: int = 30  # end of headers to end of body, whatever the pace: 408
+    http_max_connections: int = 1000  # open connections per process: 503 beyond
     # browser clients on other origins (CORS on the collector's ingest routes); "*" allows any
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
@@ -87,6 +92,15 @@ class Settings:
     analytics_wait_replicas: int = 0
     analytics_wait_aof: bool = False
     analytics_wait_timeout_ms: int = 1000
+    # Segment's Tracking API (/v1/...): its own limits, per message and per request (decoded)
+    segment_max_message_bytes: int = 32 * 1024
+    segment_max_batch_bytes: int = 500 * 1024
+
+    # -- data lifecycle (issue 14) --
+    # cold storage of raw events before they leave the streams: a local directory or an fsspec
+    # URL (s3://, gs://, with the matching package installed); "" turns archiving off
+    archive_url: str = ".run/archive"
+    archive_retention_days: int = 730  # archive partitions older than this are deleted (0: never)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,12 +174,22 @@ class Settings:
             debug_buffer_ttl_seconds=num("DEBUG_BUFFER_TTL_SECONDS", d.debug_buffer_ttl_seconds),
             deadletter_maxlen=num("DEADLETTER_MAXLEN", d.deadletter_maxlen),
             allowed_origins=_csv(e.get("ANALYTICS_ALLOWED_ORIGINS", "")),
+            http_max_header_bytes=max(1024, num("HTTP_MAX_HEADER_BYTES", d.http_max_header_bytes)),
+            http_header_timeout_seconds=max(
+                1, num("HTTP_HEADER_TIMEOUT_SECONDS", d.http_header_timeout_seconds)
+            ),
+            http_body_timeout_seconds=max(1, num("HTTP_BODY_TIMEOUT_SECONDS", d.http_body_timeout_seconds)),
+            http_max_connections=max(1, num("HTTP_MAX_CONNECTIONS", d.http_max_connections)),
             public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
             analytics_wait_replicas=max(0, num("ANALYTICS_WAIT_REPLICAS", d.analytics_wait_replicas)),
             analytics_wait_aof=_bool(e.get("ANALYTICS_WAIT_AOF", "false")),
             analytics_wait_timeout_ms=max(
                 1, num("ANALYTICS_WAIT_TIMEOUT_MS", d.analytics_wait_timeout_ms)
             ),
+            segment_max_message_bytes=num("SEGMENT_MAX_MESSAGE_BYTES", d.segment_max_message_bytes),
+            segment_max_batch_bytes=num("SEGMENT_MAX_BATCH_BYTES", d.segment_max_batch_bytes),
+            archive_url=e.get("ANALYTICS_ARCHIVE_URL", d.archive_url).strip(),
+            archive_retention_days=num("ARCHIVE_RETENTION_DAYS", d.archive_retention_days),
         )
 
     @property

@@ -63,6 +63,14 @@ class Sketch:
             i = bucket(value_ms)
             self.buckets[i] = self.buckets.get(i, 0) + 1
 
+    def fields(self) -> dict[str, int]:
+        """The hash fields of this sketch, as ``apply.lua`` writes them (``n``, ``sum``, ``z``, ``b<i>``)."""
+        out = {"n": self.n, "sum": self.sum_ms}
+        if self.zero:
+            out["z"] = self.zero
+        out.update((f"b{i}", c) for i, c in self.buckets.items())
+        return out
+
     def average_ms(self) -> float:
         return self.sum_ms / self.n if self.n else 0.0
 

@@ -167,7 +167,7 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
 
     staged, core_s, core_n = asyncio.run(core())
     entries = [  # the stored entries exactly as append.lua writes them: header + encoded events
-        (keyspace.stream(shard), entry([body for _, body in evs]), len(evs))
+        (keyspace.stream(shard), entry([body for _, body, _ in evs]), len(evs))
         for by_shard in staged for shard, evs in by_shard.items()
     ]
     r = redis.Redis.from_url(url)

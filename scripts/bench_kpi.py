@@ -26,12 +26,14 @@ import redis
 from scripts import bench_common as bc
 from scripts.simulate import sample_duration
 
-KPIS = ("daily-active-villages", "session-duration?metric=p95", "dialogue-opens", "command-executions")
+KPIS = ("daily-active-villages", "session-duration?metric=p95", "dialogue-opens", "command-executions",
+        "village-retention?after=7")
 
 
 def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int = 3) -> None:
     from schemas import keyspace
-    from schemas.sketch import bucket
+    from kinds import count
+    from schemas.sketch import Sketch
 
     rng = random.Random(seed)
     r.flushdb()
@@ -47,16 +49,12 @@ def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int
                               ("dialogue_open", 2), ("command_executed", 3)):
                 counts[name] = villages * per
                 for h in range(24):
-                    counts[f"{name}@{h:02d}"] = villages * per // 24
+                    counts[count.hour_field(name, h)] = villages * per // 24
             pipe.hset(keyspace.counts(shard, day), mapping=counts)
-            sketch: dict[str, int] = {"n": 0, "sum": 0}
+            sketch = Sketch()
             for _ in range(villages):
-                dur = sample_duration(rng)
-                sketch["n"] += 1
-                sketch["sum"] += dur
-                key = f"b{bucket(dur)}"
-                sketch[key] = sketch.get(key, 0) + 1
-            pipe.hset(keyspace.session_sketch(shard, day), mapping=sketch)
+                sketch.add(sample_duration(rng))
+            pipe.hset(keyspace.session_sketch(shard, day), mapping=sketch.fields())
         pipe.execute()
 
 

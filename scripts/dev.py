@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     env.setdefault("ANALYTICS_WRITE_KEYS", "dev-write-key")
     env.setdefault("JWT_SECRET_KEY", dev_secret())
     env.setdefault("ANALYTICS_RETENTION_DAYS", str(DEMO_RETENTION_DAYS))
+    env.setdefault("ANALYTICS_ARCHIVE_URL", str(RUN / "archive"))  # the Parquet archive
     base = base_port(args.port)
     write_key = env["ANALYTICS_WRITE_KEYS"].split(",")[0].strip()
     bindir = Path(sys.executable).parent
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             "JWT_SECRET_KEY": env["JWT_SECRET_KEY"], "COLLECTOR_URL": collector, "KPI_URL": kpi,
             "WRITE_KEY": write_key, "ADMIN_TOKEN": token, "STAFF_TOKEN": staff,
             "ANALYTICS_ADMIN_TOKEN": token, "ANALYTICS_RETENTION_DAYS": env["ANALYTICS_RETENTION_DAYS"],
+            "ANALYTICS_ARCHIVE_URL": env["ANALYTICS_ARCHIVE_URL"],
         })
         print(
             "\n=== village analytics is running ===\n"

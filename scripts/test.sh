@@ -25,7 +25,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q -e '.[test]' -e sdk/python >/dev/null  # sdk/python: analytics_client
-if [ ! -d node_modules/chart.js ] || [ ! -d node_modules/swagger-ui-dist ]; then npm ci --no-audit --no-fund --loglevel=error >/dev/null; fi  # dashboard charts, OpenAPI UI
+if [ ! -d node_modules/chart.js ] || [ ! -d node_modules/swagger-ui-dist ] || [ ! -d node_modules/@segment/analytics-node ] || [ ! -d node_modules/@segment/analytics-next ]; then npm ci --no-audit --no-fund --loglevel=error >/dev/null; fi  # dashboard charts, OpenAPI UI, Segment SDKs (tests)
 # browser SDK (GET /sdk.js): a build output, rebuilt when its sources change (esbuild pinned by sdk/js's lockfile)
 if [ ! -f sdk/js/dist/sdk.js ] || [ -n "$(find sdk/js/src sdk/js/package-lock.json -newer sdk/js/dist/sdk.js)" ]; then
   (cd sdk/js && { [ -x node_modules/.bin/esbuild ] || npm ci --no-audit --no-fund --loglevel=error >/dev/null; } && npm run --silent build)

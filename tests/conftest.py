@@ -78,9 +78,10 @@ def r(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
-    """The environment a test's services run with."""
+def env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment a test's services run with (each test its own, empty, archive)."""
     return {
+        "ANALYTICS_ARCHIVE_URL": str(tmp_path_factory.mktemp("archive")),
         "REDIS_URL": redis_url,
         "ANALYTICS_WRITE_KEYS": f"other-key,{WRITE_KEY}",
         "JWT_SECRET_KEY": JWT_SECRET,

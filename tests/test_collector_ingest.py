@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from collector.sanitize import MAX_ITEMS, MAX_STRING, sanitize
-from schemas import tokens
+from schemas import keyspace, tokens
 from schemas.days import to_ms
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.test_collector_support import (
@@ -80,10 +80,33 @@ def test_second_send_of_a_batch_is_answered_as_duplicates(env, r, settings, rng)
     assert (first["accepted"], first["duplicates"]) == (20, 0)
     assert (second["accepted"], second["duplicates"]) == (0, 20)
     assert len(stored(r, settings)) == 20
-    marker_ttls = [r.ttl(k) for k in r.scan_iter("analytics:*:seen:*")]
-    assert len(marker_ttls) == 20
-    assert all(settings.late_window_hours * 3600 <= t <= settings.late_window_hours * 3600
-               + settings.future_margin_seconds for t in marker_ttls)
+    # the idempotency record: one set per shard and hour of the client's event time, 16-byte ids
+    buckets = list(r.scan_iter("analytics:*:seen:*"))
+    assert sum(r.scard(k) for k in buckets) == 20
+    assert all(len(m) == 16 for k in buckets for m in r.smembers(k))
+    assert all(settings.late_window_hours * 3600 <= r.ttl(k) <= settings.late_window_hours * 3600
+               + settings.future_margin_seconds for k in buckets)
+
+
+def test_dedup_is_exact_inside_a_batch_across_retries_and_over_many_hours(env, r, settings, rng):
+    """The hour buckets: an id twice in one batch is stored once; a retry with a new sent_at (a
+    different skew correction) meets its first send; a batch spanning 300 client hours (more
+    buckets than one script call takes) is stored whole, and its resend is all duplicates."""
+    start = now() - timedelta(hours=301)
+    spread = [event(rng, ts_utc=iso(start + timedelta(hours=h, minutes=1))) for h in range(300)]
+    twice = event(rng)
+    with client(env, MAX_BATCH_SIZE="1000") as c:
+        first = c.post(ROUTE, headers=HEADERS, json=batch([twice, dict(twice)])).json()
+        assert (first["accepted"], first["duplicates"]) == (1, 1)
+        skewed = batch([twice], sent_at=iso(now() + timedelta(minutes=3)))  # clock 3 min ahead
+        assert c.post(ROUTE, headers=HEADERS, json=skewed).json()["duplicates"] == 1
+        wide = c.post(ROUTE, headers=HEADERS, json=batch(spread)).json()
+        assert (wide["accepted"], wide["duplicates"], wide["rejected"]) == (300, 0, [])
+        again = c.post(ROUTE, headers=HEADERS, json=batch(spread)).json()
+        assert (again["accepted"], again["duplicates"]) == (0, 300)
+    assert len(stored(r, settings)) == 301
+    hours = {k.rsplit(b":", 1)[1] for k in r.scan_iter("analytics:*:seen:*")}
+    assert len(hours) >= 300
 
 
 def test_sanitise_function_cuts_strings_arrays_and_drops_nulls_recursively():
@@ -298,7 +321,10 @@ def test_opt_out_stores_nothing_and_logs_nothing(env, r, rng, caplog, over):
         metrics_after = c.get("/metrics").text
     assert resp.status_code == 204 and resp.content == b""
     assert bad.status_code == 204
-    assert r.dbsize() == 0  # not a marker, not a counter, not a salt
+    # not a marker, not a rate-limit counter, not a salt: only the anonymous tally of opt-outs
+    # that the privacy report shows (issue 14), which names no one
+    assert r.keys("*") == [keyspace.OPT_OUTS.encode()]
+    assert sum(int(v) for v in r.hgetall(keyspace.OPT_OUTS).values()) == 2
     assert metric(metrics_after, "collector_opt_outs_total") - metric(
         metrics_before, "collector_opt_outs_total") == 2
     assert "opted-out-village-7f3a" not in caplog.text

@@ -218,3 +218,42 @@ def test_dashboard_follows_the_profile_seed000_install_trends_and_top_servers(
         cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
         assert "dialogue-opens" not in cards and "events" in cards
         assert not errors, errors
+
+
+def test_dashboard_cohort_table_of_village_retention(
+        env: dict[str, str], settings: Settings, r: redis.Redis, rng: random.Random) -> None:
+    from datetime import date, datetime, timedelta, timezone
+
+    from aggregator.worker import Worker
+    from kinds import retention
+    from schemas.days import DAY_MS, day_start_ms
+    from tests.streamfeed import append, stored
+
+    today = datetime.now(timezone.utc).date()
+    d0 = today - timedelta(days=8)
+    pool = [f"village-{i}" for i in range(60)]
+    days: dict[date, set[str]] = {d0: set(pool[:40])}
+    days[d0 + timedelta(days=1)] = {v for v in pool[:40] if rng.random() < 0.5} | set(pool[40:50])
+    days[d0 + timedelta(days=7)] = {v for v in pool[:40] if rng.random() < 0.3} | set(pool[50:])
+    for d, actors in days.items():
+        append(r, settings, [stored("village_active", a, day_start_ms(d) + rng.randrange(DAY_MS)) for a in actors])
+    Worker(r, settings, consumer="cohort").run(burst=True)
+    with dashboard_page(env) as (page, errors, _):
+        status = wait_state(page, "ready|empty|error")
+        assert status.startswith("ready"), status
+        assert page.input_value("#retention-kpi") == "village-retention"
+        page.wait_for_function("() => document.querySelectorAll('#cohort-table tbody tr').length > 0")
+        head = page.eval_on_selector_all("#cohort-table thead th", "ths => ths.map(t => t.textContent)")
+        assert head == ["cohort day", "D+1", "D+7", "D+30"]
+        rows = {r_[0]: r_[1:] for r_ in page.eval_on_selector_all(
+            "#cohort-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")}
+        assert rows[today.isoformat()] == ["—", "—", "—"]  # D+N still to come
+        for n, cell in zip((1, 7), rows[d0.isoformat()][:2]):
+            a, b = days[d0], days[d0 + timedelta(days=n)]
+            exact = len(a & b) / len(a)
+            bound = retention.error_bound(len(a), len(b), len(a | b))
+            assert cell.endswith("%") and abs(float(cell[:-1]) / 100 - exact) <= bound + 1e-3, (n, cell, exact)
+        assert rows[d0.isoformat()][2] == "—"
+        # a day with no actors has no cohort: no share either
+        assert rows[(d0 + timedelta(days=2)).isoformat()] == ["—", "—", "—"]
+        assert not errors, errors

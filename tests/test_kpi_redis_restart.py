@@ -18,9 +18,9 @@ ROUTES = ["/internal/analytics/kpis/daily-active-villages?start=2026-01-01&end=2
 
 def test_first_request_after_a_redis_restart_is_200(env: dict[str, str]) -> None:
     port = services.free_port()
-    server: ValkeyServer | None = ValkeyServer(port=port, save="", appendonly="no")
-    assert server is not None
+    server = ValkeyServer(port=port, save="", appendonly="no")
     server.start()
+    stopped = False
     env = {**env, "REDIS_URL": server.connection_url, "KPI_CACHE_SECONDS": "0",
            "KPI_CACHE_CLOSED_SECONDS": "0"}
     api = services.kpi_api(env)
@@ -38,11 +38,11 @@ def test_first_request_after_a_redis_restart_is_200(env: dict[str, str]) -> None
                 assert first.status_code == 200, (round_, first.status_code, first.text)
             # with no server at all, the answer is still a clean 503 (after the one retry)
             server.stop()
-            server = None
+            stopped = True
             down = c.get(ROUTES[0])
             assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
             assert down.headers["retry-after"] == "1"
     finally:
         api.stop()
-        if server is not None:
+        if not stopped:
             server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from aggregator.worker import Worker
 from collector.app import create_app
+from kinds import retention
 from kpi_api.app import create_app as kpi_app
 from schemas import profiles, tokens
 from schemas.kpis import Kpi
@@ -56,6 +57,12 @@ def truth(kpi: Kpi, events: list[dict[str, Any]], days: list[str]) -> dict[str, 
             out[d] = sum(round(e["payload"][kpi.field] * kpi.scale) for e in todays) / kpi.scale
         elif kpi.kind == "top":
             out[d] = sum(1 for e in todays if e["payload"].get(kpi.field) is not None)
+        elif kpi.kind == "retention":  # after=1: the share of d's actors active again the next day
+            nxt = (date.fromisoformat(d) + timedelta(days=1)).isoformat()
+            cohort = {e["anon_village_id"] for e in todays}
+            again = {e["anon_village_id"] for e in mine if _day(e) == nxt}
+            due = nxt <= datetime.now(timezone.utc).date().isoformat()
+            out[d] = (len(cohort & again) / len(cohort), len(cohort), len(again), len(cohort | again)) if due else None
     return out
 
 
@@ -143,6 +150,12 @@ def test_profile_kpis_match_ground_truth(
         for d in days:
             if kpi.kind == "uniques":
                 assert abs(got[kpi.name][d] - want[d]) <= max(1, 0.02 * want[d]), (kpi.name, d)
+            elif kpi.kind == "retention":
+                if want[d] is None:
+                    assert got[kpi.name][d] is None, (kpi.name, d)
+                else:
+                    exact, *sizes = want[d]
+                    assert abs(got[kpi.name][d] - exact) <= retention.error_bound(*sizes) + 1e-4, (kpi.name, d)
             elif kpi.kind == "sum":
                 assert got[kpi.name][d] == pytest.approx(want[d], abs=1 / kpi.scale), (kpi.name, d)
             else:

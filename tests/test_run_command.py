@@ -110,6 +110,10 @@ def test_run_command_serves_kpis_from_the_simulator_within_a_minute(tmp_path: Pa
         assert len(series) == 2, series
         assert all(len(rows) == 3 and all(set(r) >= {"date", "value"} for r in rows) for rows in series), series
         assert sum(r["value"] for r in series[0]) > 0
+        life = readme_block("## Data lifecycle", env_file, shell_env)
+        for expected in ('"user_id":"sim-village-1"', '"subject_hash":', '"requested_by":"ticket-4711"',
+                         '"dry_run":true', '"analytics_retention_days":{"value":3', '{"profile":'):
+            assert expected in life, (expected, life)
     finally:
         proc.terminate()  # the launcher stops honcho, its services and the embedded server
         try:

@@ -6,6 +6,7 @@ import dataclasses
 import time
 
 import msgspec
+import pytest
 import redis
 
 from aggregator.worker import Worker, ensure_groups, pending_total
@@ -44,36 +45,40 @@ def test_undecodable_and_unappliable_entries_are_set_aside(r: redis.Redis, setti
     assert pending_total(r, s) == 0
 
 
-def test_an_entry_delivered_too_often_is_dead_lettered_by_its_claimer(r: redis.Redis, settings: Settings) -> None:
+def test_crash_redeliveries_do_not_count_but_an_entrys_own_failures_do(r: redis.Redis, settings: Settings) -> None:
     s = dataclasses.replace(settings, claim_idle_ms=50, max_deliveries=3)
     ensure_groups(r, s)
     ts = now_ms() - HOUR
     append(r, s, [stored("command_executed", "a", ts)])
-    append(r, s, [stored("command_executed", "b", ts)])
+    poison_id = append_raw(r, 0, {"e": b"\xc1not msgpack"})
     taken = read_as(r, s, "crashy")
-    ids = [(stream, entries[0][0]) for stream, entries in taken]
-    poison_stream, poison_id = ids[0]
-    # a consumer that crash-looped on it: delivered max_deliveries times so far
-    r.xclaim(poison_stream, s.consumer_group, "crashy", 0, [poison_id], retrycount=s.max_deliveries)
+    # a consumer that crash-looped on them: delivered far more than max_deliveries times
+    for stream, entries in taken:
+        r.xclaim(stream, s.consumer_group, "crashy", 0, [e[0] for e in entries], retrycount=10)
     time.sleep(0.1)
     heir = Worker(r, s, consumer="heir")
-    heir.claim_idle()  # this claim is delivery max+1 for the poison, delivery 2 for the other
-    assert heir.dead == 1
-    assert reasons(r, s) == [f"delivered {s.max_deliveries + 1} times (MAX_DELIVERIES=3)"]
-    assert msgspec.json.decode(dead_letters(r, s)[0][b"r"])["entry_id"] == poison_id.decode()
-    # an entry at exactly max_deliveries is still applied
-    assert count(r, s, "command_executed", day_of_ms(ts)) == 1
-    assert pending_total(r, s) == 0
+    heir.claim_idle()
+    assert heir.dead == 0 and count(r, s, "command_executed", day_of_ms(ts)) == 1
+    assert r.hget(keyspace.failures(0), poison_id) == b"1"  # its own first failure
+    for i in range(s.max_deliveries):  # claimed again and again: each is one more failure
+        time.sleep(0.1)
+        Worker(r, s, consumer=f"heir-{i}").claim_idle()
+    found = reasons(r, s)
+    assert len(found) == 1 and found[0].startswith("undecodable entry")
+    assert found[0].endswith("(failed 4 times, MAX_DELIVERIES=3)")
+    assert msgspec.json.decode(dead_letters(r, s)[0][b"r"])["entry_id"] == poison_id
+    assert r.hlen(keyspace.failures(0)) == 0 and pending_total(r, s) == 0
 
 
-def test_a_restarted_worker_does_not_crash_loop_on_its_own_poison(r: redis.Redis, settings: Settings) -> None:
+def test_a_restarted_worker_applies_its_own_pending_however_often_delivered(r: redis.Redis, settings: Settings) -> None:
     s = dataclasses.replace(settings, max_deliveries=2, stream_shards=1)
     ensure_groups(r, s)
-    append(r, s, [stored("command_executed", "a", now_ms())])
+    ts = now_ms()
+    append(r, s, [stored("command_executed", "a", ts)])
     [(stream, entries)] = read_as(r, s, "w")
-    r.xclaim(stream, s.consumer_group, "w", 0, [entries[0][0]], retrycount=2)
-    Worker(r, s, consumer="w").run(burst=True)  # reading its own pending is delivery 3
-    assert reasons(r, s) == ["delivered 3 times (MAX_DELIVERIES=2)"]
+    r.xclaim(stream, s.consumer_group, "w", 0, [entries[0][0]], retrycount=50)
+    Worker(r, s, consumer="w").run(burst=True)
+    assert reasons(r, s) == [] and count(r, s, "command_executed", day_of_ms(ts)) == 1
     assert pending_total(r, s) == 0
 
 
@@ -86,8 +91,8 @@ def test_dead_lettering_an_entry_someone_already_applied_does_nothing(r: redis.R
     time.sleep(0.1)
     heir = Worker(r, s, consumer="heir")
     r.xclaim(stream, s.consumer_group, "heir", 0, [entries[0][0]])  # delivery 2 > max
-    assert heir._over_delivered(stream, entries)  # heir decides to dead-letter it ...
-    Worker(r, s, consumer="slow").process(stream, entries)  # ... the slow one applies it first
+    # heir decides to dead-letter it, but the slow one applies it first
+    Worker(r, s, consumer="slow").process(stream, entries)
     pipe = r.pipeline(transaction=False)
     eid, fields = entries[0]
     heir._dead_letter(pipe, 0, eid.decode(), fields, "delivered 2 times")
@@ -97,19 +102,26 @@ def test_dead_lettering_an_entry_someone_already_applied_does_nothing(r: redis.R
     assert r.xlen(keyspace.worker_dead_letter(0)) == 0
 
 
-def test_the_operator_lists_and_replays_a_workers_poison_entry(r: redis.Redis, settings: Settings) -> None:
+def test_the_operator_lists_and_replays_a_workers_poison_entry(
+    r: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
+    from aggregator import worker
     from collector import deadletter
     from schemas.connection import open_async
+
+    class Bug:  # a worker release that cannot read the entries
+        def decode(self, data: bytes) -> object:
+            raise msgspec.DecodeError("a bug")
 
     s = dataclasses.replace(settings, max_deliveries=2, stream_shards=1)
     ensure_groups(r, s)
     ev = stored("command_executed", "v-replayed", now_ms())
     append(r, s, [ev])
-    [(stream, entries)] = read_as(r, s, "crashy")
-    r.xclaim(stream, s.consumer_group, "crashy", 0, [entries[0][0]], retrycount=2)
-    Worker(r, s, consumer="crashy").run(burst=True)  # delivery 3 > 2: filed, not applied
+    monkeypatch.setattr(worker, "ENTRY_DECODER", Bug())
+    Worker(r, s, consumer="buggy").run(burst=True)  # failure 3 > 2: filed, not applied
+    monkeypatch.undo()  # the fix
     assert count(r, s, "command_executed", day_of_ms(ev.ts)) == 0
 
     async def go(action: str) -> object:
@@ -122,7 +134,8 @@ def test_the_operator_lists_and_replays_a_workers_poison_entry(r: redis.Redis, s
             await client.aclose()
 
     found = asyncio.run(go("count"))
-    assert found["total"] == 1 and list(found["by_reason"]) == ["delivered 3 times (MAX_DELIVERIES=2)"]
+    assert found["total"] == 1
+    assert list(found["by_reason"]) == ["undecodable entry: DecodeError('a bug') (failed 3 times, MAX_DELIVERIES=2)"]
     report = asyncio.run(go("replay"))  # after the fix: back into its shard's stream
     assert (report.replayed, report.still_failing) == (1, [])
     assert dead_letters(r, s) == []

@@ -184,7 +184,8 @@
 
   // Install trends (any declared daily KPI, "installs" first) and a top-N table, from the profile's catalog.
   async function declaredPanels(listing, q, id) {
-    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top && k.declared_kind !== "session");
+    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top && k.declared_kind !== "session"
+                                                && k.declared_kind !== "retention");
     const tops = listing.kpis.filter((k) => k.top);
     fillSelect($("trend-kpi"), trends, "installs");
     fillSelect($("top-kpi"), tops, "install-count");
@@ -207,6 +208,32 @@
       key.textContent = row.key;
       value.textContent = row.value === null ? "suppressed (fewer than k)" : Number(row.value).toLocaleString();
       tr.append(key, value);
+      return tr;
+    }));
+    await cohortTable(listing, q, id);
+  }
+
+  // The cohort table of a retention KPI: one row per day D, one column per offset N (D+N).
+  async function cohortTable(listing, q, id) {
+    const kpis = listing.kpis.filter((k) => k.declared_kind === "retention");
+    fillSelect($("retention-kpi"), kpis, "village-retention");
+    const name = $("retention-kpi").value;
+    const offsets = name ? kpis.find((k) => k.name === name).after : [];
+    const series = await Promise.all(offsets.map((n) => json(API + "/" + name + "?after=" + n + "&" + q)));
+    if (id !== state.loads) return;
+    note($("retention"), name ? "" : "This profile (" + listing.profile + ") declares no retention KPI.");
+    const head = $("cohort-table").querySelector("thead tr");
+    head.replaceChildren(...["cohort day", ...offsets.map((n) => "D+" + n)].map((t) => {
+      const th = document.createElement("th");
+      th.textContent = t;
+      return th;
+    }));
+    const rows = series.length ? series[0].map((row, i) => [row.date, ...series.map((s) => s[i].value)]) : [];
+    $("cohort-table").querySelector("tbody").replaceChildren(...rows.map(([d, ...values]) => {
+      const tr = document.createElement("tr");
+      tr.dataset.date = d;
+      const cells = [d, ...values.map((v) => (v === null ? "—" : (100 * v).toFixed(1) + "%"))];
+      tr.append(...cells.map((t) => { const td = document.createElement("td"); td.textContent = t; return td; }));
       return tr;
     }));
   }
@@ -237,6 +264,7 @@
   $("export").addEventListener("click", exportCsv);
   $("trend-kpi").addEventListener("change", load);
   $("top-kpi").addEventListener("change", load);
+  $("retention-kpi").addEventListener("change", load);
   $("save-token").addEventListener("click", () => { localStorage.setItem(TOKEN_KEY, $("token").value.trim()); $("token").value = ""; load(); });
   state.load = load;
   defaultRange();

@@ -13,6 +13,8 @@ PROFILE = Profile(
             description="unique anon_village_id per UTC day"),
         Kpi("session-duration", "session", unit="seconds",
             description="session_end - session_start, keyed by the start's day"),
+        Kpi("village-retention", "retention", unit="share",
+            description="share of each day's villages active again N days later (after=1, 7, 30)"),
         Kpi("dialogue-opens", "count", events=("dialogue_open",)),
         Kpi("command-executions", "count", events=("command_executed",)),
         Kpi("commands-by-name", "count", events=("command_executed",), dimensions=("command",)),

@@ -17,6 +17,8 @@ PROFILE = Profile(
     kpis=(
         Kpi("dau", "uniques", unit="users"),
         Kpi("session-duration", "session", unit="seconds"),
+        Kpi("user-retention", "retention", unit="share",
+            description="share of each day's users active again N days later (after=1, 7, 30)"),
         Kpi("feature-usage", "top", events=("feature_use",), field="feature"),
         Kpi("content-created", "count", events=("content_create",), dimensions=("content_type",)),
         Kpi("ai-requests", "count", events=("ai_request",), dimensions=("model",)),
