@@ -31,12 +31,8 @@ from aggregator.archive import open_archive
 from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
-<<<<<<< HEAD
-from schemas import keyspace, profiles
-from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
-=======
 from schemas import adjusted, keyspace, profiles
->>>>>>> main
+from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 

@@ -1,21 +1,3 @@
-<<<<<<< HEAD
--- Append one shard's share of a request atomically with its idempotency markers.
--- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
--- KEYS[3..] = the events' idempotency markers, in order (same hash tag as KEYS[1]: one slot;
--- every key the script touches is named in KEYS, so a cluster routes it to the owning node).
--- ARGV[1] = marker TTL (s); ARGV[2] = MINID trim bound ('0' for none);
--- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
--- ARGV[5] = the entry as it is stored when nothing is a duplicate: a msgpack array header
---           followed by the msgpack events; ARGV[6] = the events' byte lengths, comma-separated;
--- ARGV[7] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
---           stores nothing (all duplicates) then re-sets a marker's expiry unchanged, a write the
---           WAIT can wait for, so a duplicate answer too means the first copy is as durable.
--- One marker per event (SET NX EX). Returns one flag per event: 1 stored,
--- 0 duplicate. The stream entry's field `e` is a msgpack array of the kept events, so the
--- workers decode it in one call.
-local ttl = ARGV[1]
-local blob = ARGV[5]
-=======
 -- Append one shard's share of a request atomically with its idempotency record.
 -- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
 -- KEYS[3..] = the dedup buckets this call touches: one set per hour of the events' own client
@@ -27,7 +9,10 @@ local blob = ARGV[5]
 -- ARGV[5] = per event, one byte: its bucket's position after KEYS[2] (1 = KEYS[3]);
 -- ARGV[6] = the events' ids, 16 bytes each, concatenated in order;
 -- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
---           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated.
+--           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated;
+-- ARGV[9] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
+--           stores nothing (all duplicates) then re-sets a bucket's expiry unchanged, a write the
+--           WAIT can wait for, so a duplicate answer too means the first copy is as durable.
 -- One SMISMEMBER and one SADD per bucket instead of a marker key per event. Returns one flag per
 -- event: 1 stored, 0 duplicate (seen before, or earlier in this same call). The stream entry's
 -- field `e` is a msgpack array of the kept events, so the workers decode it in one call.
@@ -35,10 +20,9 @@ local ttl = tonumber(ARGV[1])
 local where = ARGV[5]
 local ids = ARGV[6]
 local blob = ARGV[7]
->>>>>>> main
 local lens = {}
 local total = 0
-for l in string.gmatch(ARGV[6], '%d+') do
+for l in string.gmatch(ARGV[8], '%d+') do
   local n = tonumber(l)
   lens[#lens + 1] = n
   total = total + n
@@ -57,14 +41,6 @@ for i = 1, count do
 end
 local flags = {}
 local all = true
-<<<<<<< HEAD
-for i = 1, #lens do
-  if redis.call('SET', KEYS[2 + i], '1', 'NX', 'EX', ttl) then
-    flags[i] = 1
-  else
-    flags[i] = 0
-    all = false
-=======
 local CHUNK = 4000  -- under Lua's unpack() limit
 for b, m in pairs(members) do
   local key = KEYS[2 + b]
@@ -89,7 +65,6 @@ for b, m in pairs(members) do
   end
   if #fresh > 0 and redis.call('TTL', key) < ttl then  -- -1 (none yet) included
     redis.call('EXPIRE', key, ttl)
->>>>>>> main
   end
 end
 local size = tonumber(ARGV[3])
@@ -122,7 +97,7 @@ if n > 0 then
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
 end
-if n == 0 and ARGV[7] == '1' then
+if n == 0 and ARGV[9] == '1' then
   local left = redis.call('PTTL', KEYS[3])
   if left > 0 then redis.call('PEXPIRE', KEYS[3], left) end
 end

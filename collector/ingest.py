@@ -23,12 +23,9 @@ from starlette.responses import JSONResponse, Response
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
-<<<<<<< HEAD
 from collector.store import NotDurable
-=======
 from collector.validate import Checked, Outcome
 from schemas import keyspace
->>>>>>> main
 from schemas.catalog import Batch
 from schemas.days import to_ms
 from schemas.service import error

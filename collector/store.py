@@ -12,12 +12,8 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
-<<<<<<< HEAD
-from schemas import keyspace
-from schemas.connection import is_cluster
-=======
 from schemas import adjusted, keyspace
->>>>>>> main
+from schemas.connection import is_cluster
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -98,12 +94,9 @@ class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-<<<<<<< HEAD
         self.cluster = is_cluster(redis)
-=======
         self.base_settings = settings
         self._followed_at = float("-inf")
->>>>>>> main
         self.append = redis.register_script(APPEND_LUA)
         self.wait_replicas = max(0, settings.analytics_wait_replicas)
         self.wait_aof = settings.analytics_wait_aof
@@ -146,20 +139,6 @@ class EventStore:
         calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)
         for shard, events in by_shard.items():
             items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
-<<<<<<< HEAD
-            prefix = keyspace.dedup_prefix(shard)
-            keys = [keyspace.stream(shard), keyspace.recent(shard)]
-            for start in range(0, len(items), MAX_PER_ENTRY):
-                chunk = items[start : start + MAX_PER_ENTRY]
-                if any(len(i) != 32 for i, _ in chunk):
-                    raise ValueError("a stored event id is not 32 hex characters")
-                bodies = [b for _, b in chunk]
-                # every marker in KEYS (keyspace.dedup_marker, inlined: one per event)
-                calls.append((shard, [
-                    2 + len(chunk), *keys, *[prefix + i for i, _ in chunk], ttl, minid,
-                    self.debug_size, self.debug_ttl, entry(bodies),
-                    ",".join(map(str, map(len, bodies))), self.durable,
-=======
             for chunk in _chunks(items):
                 ids = b"".join([i for i, _, _ in chunk])
                 if len(ids) != 16 * len(chunk):
@@ -174,8 +153,7 @@ class EventStore:
                 bodies = [b for _, b, _ in chunk]
                 calls.append((shard, len(keys), [
                     *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
-                    entry(bodies), ",".join(map(str, map(len, bodies))),
->>>>>>> main
+                    entry(bodies), ",".join(map(str, map(len, bodies))), self.durable,
                 ]))
         sha = self.append.sha
         # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, one
@@ -185,13 +163,9 @@ class EventStore:
         # node written (they wait for that connection's writes), in the same round trip.
         waits = self._waits(calls)
         async with self.redis.pipeline(transaction=False) as pipe:
-<<<<<<< HEAD
-            for _, args in calls:
-                pipe.execute_command("EVALSHA", sha, *args)
-=======
             for _, numkeys, args in calls:
-                pipe.evalsha(sha, numkeys, *args)
->>>>>>> main
+                # execute_command: the cluster pipeline refuses its evalsha method
+                pipe.execute_command("EVALSHA", sha, numkeys, *args)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -210,9 +184,8 @@ class EventStore:
             await self.redis.script_load(APPEND_LUA)
             retried = [calls[i] for i in missing]
             async with self.redis.pipeline(transaction=False) as pipe:
-<<<<<<< HEAD
-                for _, args in retried:
-                    pipe.execute_command("EVALSHA", sha, *args)
+                for _, numkeys, args in retried:
+                    pipe.execute_command("EVALSHA", sha, numkeys, *args)
                 for command, node in self._waits(retried):
                     if node is None:
                         pipe.execute_command(*command)
@@ -222,12 +195,6 @@ class EventStore:
             for i, result in zip(missing, again):
                 results[i] = result
             self._check_waits(retried, self._waits(retried), again[len(retried):])
-=======
-                for i in missing:
-                    pipe.evalsha(sha, calls[i][1], *calls[i][2])
-                for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
-                    results[i] = result
->>>>>>> main
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -237,7 +204,7 @@ class EventStore:
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags
 
-    def _waits(self, calls: list[tuple[int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:
+    def _waits(self, calls: list[tuple[int, int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:
         """The WAIT / WAITAOF commands after these appends: once on a single node, once per
         primary written on a cluster (with that node)."""
         if self.durable == "0" or not calls:
@@ -251,12 +218,12 @@ class EventStore:
         if not self.cluster:
             return [(c, None) for c in commands]
         nodes: dict[str, Any] = {}
-        for shard, _ in calls:
+        for shard, _, _ in calls:
             node = self.redis.get_node_from_key(keyspace.stream(shard))  # type: ignore[union-attr]
             nodes[node.name] = node
         return [(c, node) for node in nodes.values() for c in commands]
 
-    def _check_waits(self, calls: list[tuple[int, list[Any]]],
+    def _check_waits(self, calls: list[tuple[int, int, list[Any]]],
                      waits: list[tuple[tuple[Any, ...], Any]], replies: list[Any]) -> None:
         for (command, node), reply in zip(waits, replies):
             if isinstance(reply, Exception):
@@ -270,6 +237,6 @@ class EventStore:
         if self.cluster and waits:
             # a slot that moved meanwhile was written elsewhere than where WAIT ran: not proven
             owners = {self.redis.get_node_from_key(keyspace.stream(shard)).name  # type: ignore[union-attr]
-                      for shard, _ in calls}
+                      for shard, _, _ in calls}
             if not owners <= {node.name for _, node in waits}:
                 raise NotDurable("the cluster's slots moved during the write")
