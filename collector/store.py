@@ -195,7 +195,7 @@ class EventStore:
             for i, result in zip(missing, again):
                 results[i] = result
             self._check_waits(retried, self._waits(retried), again[len(retried):])
-        for result in results:
+        for result in results[: len(calls) + len(rejections)]:
             if isinstance(result, Exception):
                 raise result
         self._check_waits(calls, waits, results[len(calls) + len(rejections):])
