@@ -87,3 +87,21 @@ def test_collector_ready_and_storing_on_both(env: dict[str, str], r: Any, rng: r
             for ev in STORED_LIST_DECODER.decode(fields[b"e"]):
                 stored[ev.event_id] = ev
     assert len(stored) == len(sent)
+
+
+def test_shard_map_names_the_master_of_every_shard(cluster: Cluster, single_url: str) -> None:
+    import subprocess
+    import sys
+
+    env = {"REDIS_URL": cluster.url, "STREAM_SHARDS": "4", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "aggregator.cli", "--shard-map"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    for shard in range(4):
+        master = cluster.master_of(keyspace.stream(shard))
+        assert any(line.split()[:1] == [str(shard)] and master.address in line
+                   for line in out.splitlines()), out
+    assert "4 shards on 3 master(s)" in out  # with 4 shards, one of 3 masters holds two
+    single = subprocess.run([sys.executable, "-m", "aggregator.cli", "--shard-map"],
+                            env={**env, "REDIS_URL": single_url}, capture_output=True, text=True,
+                            check=True).stdout
+    assert "4 shards on 1 master(s)" in single
