@@ -53,12 +53,18 @@ class Node:
             f"cluster-node-timeout {node_timeout_ms}", "cluster-replica-validity-factor 0",
             "logfile valkey.log", "",
         ]))
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [str(get_binary_path()), str(conf)], cwd=self.dir,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.conf = conf
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
         self.id = ""
+
+    def start(self) -> None:
+        """Start (or restart, with its nodes.conf: it rejoins the cluster) this node."""
+        self.proc = subprocess.Popen(
+            [str(get_binary_path()), str(self.conf)], cwd=self.dir,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
     @property
     def address(self) -> str:
