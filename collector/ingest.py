@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import msgspec
 import redis
@@ -234,8 +235,9 @@ def client_gone() -> Response:
     return error(400, "client_disconnected", "the client went away before its body was read")
 
 
-async def read_batch(request: Request) -> Batch | Response:
-    """The request's batch, or the 400/413/415 that refuses it."""
+async def read_json(request: Request, decoder: msgspec.json.Decoder[Any], shape: str) -> tuple[Any, bytes] | Response:
+    """The request's JSON body decoded (with the raw bytes), or the 400/413/415 that refuses it:
+    the one body step of every JSON ingest route. ``shape`` names what the body must be."""
     settings = request.app.state.settings
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
@@ -249,11 +251,20 @@ async def read_batch(request: Request) -> Batch | Response:
     except ClientDisconnect:
         return client_gone()
     try:
-        batch = _BATCH.decode(body)
+        return decoder.decode(body), body
     except msgspec.ValidationError as exc:
-        return error(400, "malformed", f"batch: {exc}")
+        return error(400, "malformed", f"{shape}: {exc}")
     except (msgspec.DecodeError, RecursionError) as exc:
         return error(400, "malformed", f"body is not valid JSON: {exc}")
+
+
+async def read_batch(request: Request) -> Batch | Response:
+    """The request's batch, or the 400/413/415 that refuses it."""
+    read = await read_json(request, _BATCH, "batch")
+    if isinstance(read, Response):
+        return read
+    batch: Batch = read[0]
+    settings = request.app.state.settings
     if len(batch.events) > settings.max_batch_size:
         return error(
             413, "batch_too_large",

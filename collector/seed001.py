@@ -22,8 +22,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from collector import openapi
-from collector.body import BodyError, read_body
-from collector.ingest import accept, admit
+from collector.ingest import accept, admit, read_json
 from schemas import tokens
 from schemas.catalog import Timestamp
 from schemas.days import to_ms
@@ -123,20 +122,10 @@ async def ingest(request: Request) -> Response:
         tokens.verify(settings.jwt_secret_key, token, roles=None)
     except tokens.TokenError as exc:
         return _unauthorized(exc.detail)
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        return error(415, "unsupported_media_type",
-                     f"Content-Type {ctype[:64] or 'none'!r}: use application/json")
-    try:
-        body = await read_body(request, settings.max_body_bytes)
-    except BodyError as exc:
-        return error(exc.status, exc.code, exc.detail)
-    try:
-        elements = _ARRAY.decode(body)
-    except msgspec.ValidationError as exc:
-        return error(400, "malformed", f"body must be a JSON array of events: {exc}")
-    except (msgspec.DecodeError, RecursionError) as exc:
-        return error(400, "malformed", f"body is not valid JSON: {exc}")
+    read = await read_json(request, _ARRAY, "body must be a JSON array of events")
+    if isinstance(read, Response):
+        return read
+    elements = read[0]
     if len(elements) > settings.max_batch_size:
         return error(413, "batch_too_large",
                      f"{len(elements)} events, over MAX_BATCH_SIZE={settings.max_batch_size}")

@@ -22,9 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector import openapi
-from collector.body import BodyError, read_body
 from collector.client_info import client_info
-from collector.ingest import accept, admit
+from collector.ingest import accept, admit, read_json
 from schemas import tokens
 from schemas.service import error
 
@@ -66,6 +65,7 @@ class SeedBulkCreated(msgspec.Struct):
     rejected: list[openapi.RejectedEvent]
 
 
+_ANY = msgspec.json.Decoder()
 _BULK = msgspec.json.Decoder(Bulk)
 
 
@@ -125,17 +125,10 @@ async def events(request: Request) -> Response:
     user, bad_token = _user(request)
     if bad_token is not None:
         return bad_token
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        return error(415, "unsupported_media_type",
-                     f"Content-Type {ctype[:64] or 'none'!r}: use application/json")
-    try:
-        body = await read_body(request, settings.max_body_bytes)
-        obj = msgspec.json.decode(body)
-    except BodyError as exc:
-        return error(exc.status, exc.code, exc.detail)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        return error(400, "malformed", f"body is not valid JSON: {exc}")
+    read = await read_json(request, _ANY, "body")
+    if isinstance(read, Response):
+        return read
+    obj, body = read
     if not isinstance(obj, dict):
         return error(400, "malformed", "body must be an event object or {\"events\": [...]}")
     single = "events" not in obj

@@ -10,6 +10,7 @@ KPI API encode and parse fields through it, never by hand.
 - ``kinds.top``: sorted sets of a field's values (and all-time tables).
 - ``kinds.session``: the paired start/end duration sketch (DDSketch, ``schemas/sketch.py``).
 - ``kinds.retention``: the share of a day's actors active again N days later, from the daily HLLs.
+- ``kinds.first_seen``: actors ever seen up to each day, and first seen on it, from the daily HLLs.
 
 The declarations (``schemas.kpis.Kpi``) and the kind names are the contract in ``schemas``.
 """

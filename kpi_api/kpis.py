@@ -21,7 +21,7 @@ import redis.asyncio as aredis
 from starlette.requests import Request
 
 from kpi_api import declared, params, privacy, queries
-from kinds import count, retention
+from kinds import count, first_seen, retention
 from kpi_api.errors import BadRequest
 from schemas import profiles
 from schemas.days import days_between
@@ -112,6 +112,12 @@ class Query:
         return self.kpi.spec is not None and self.kpi.spec.kind == "retention"
 
     @property
+    def first_seen(self) -> str | None:
+        """A ``total_actors`` or ``new_actors`` KPI's kind, else None."""
+        kind = self.kpi.spec.kind if self.kpi.spec is not None else None
+        return kind if kind in first_seen.KINDS else None
+
+    @property
     def last_day(self) -> date:
         """The last day the answer reads: a retention's D+N, else the range's end."""
         return self.end + timedelta(days=self.after) if self.retention else self.end
@@ -132,6 +138,8 @@ _TOTALS = {
     "top": "values counted over the range",
     "count": "events in the range",
     "retention": "actors retained over actors in every cohort of the range whose day D+N has come",
+    "total_actors": "the value on the range's last day: distinct actors seen up to it",
+    "new_actors": "actors first seen within the range",
 }
 
 
@@ -219,6 +227,8 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     days = q.days
     if q.retention:
         return await retention.read(r, s, days, q.after, q.now())
+    if q.first_seen:
+        return await first_seen.read(r, s, q.first_seen, days, q.now())
     if kind == "declared" or _declared_only(q.kpi, q.group_by):
         return await _declared_series(r, s, q)
     if kind == "uniques":
@@ -322,6 +332,8 @@ async def total(r: aredis.Redis, s: Settings, q: Query, start: date, end: date) 
     days = days_between(start, end)
     if q.retention:
         return await retention.total(r, s, days, q.after, q.now())
+    if q.first_seen:
+        return await first_seen.total(r, s, q.first_seen, days, q.now())
     kind = q.kpi.kind
     spec = q.kpi.spec if kind == "declared" else None
     if spec is not None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from kpi_api import kpis, metrics as api_metrics, params
+from kpi_api import csv_columns, kpis, metrics as api_metrics, params
 from kpi_api.auth import guard
 from kpi_api.cache import ttl_for
 from kpi_api.errors import BadRequest
+from schemas.days import days_between
 
 
 async def cached(request: Request, key: tuple[Any, ...], last_day: Any,
@@ -79,35 +81,21 @@ async def kpi_list(request: Request) -> Response:
     })
 
 
-CSV_COLUMNS = (
-    ("daily_active_villages", "daily-active-villages", {}),
-    ("weekly_active_villages", "weekly-active-villages", {}),
-    ("monthly_active_villages", "monthly-active-villages", {}),
-    ("session_avg_s", "session-duration", {"metric": "avg"}),
-    ("session_p50_s", "session-duration", {"metric": "p50"}),
-    ("session_p95_s", "session-duration", {"metric": "p95"}),
-    ("dialogue_opens", "dialogue-opens", {}),
-    ("command_executions", "command-executions", {}),
-    ("events", "events", {}),
-)
-
-
 @guard()
 async def kpi_csv(request: Request) -> Response:
-    """The dashboard's numbers as CSV: one row per day, one column per daily KPI (aggregates only)."""
+    """The dashboard's numbers as CSV: one row per day, one column per daily KPI of the profile."""
     start, end = params.date_range(request)
     r, s = request.app.state.redis, request.app.state.settings
     known = kpis.active(request)
-    wanted = [(col, name, extra) for col, name, extra in CSV_COLUMNS if name in known]
-    columns = []
-    for _, name, extra in wanted:
-        q = kpis.Query(known[name], start, end, metric=extra.get("metric", "avg"))
-        columns.append(await kpis.series(r, s, q))
+    today = datetime.fromtimestamp(request.app.state.clock(), timezone.utc).date()
+    wanted = csv_columns.columns(s.analytics_profile, known)
+    columns = [await kpis.series(r, s, c.query(known[c.kpi], start, end, today)) for c in wanted]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["date", *(c for c, _, _ in wanted)])
-    for i, row in enumerate(columns[0]):
-        w.writerow([row["date"], *(col[i]["value"] for col in columns)])
+    w.writerow(["date", *(c.name for c in wanted)])
+    by_day = [{row["date"]: row["value"] for row in col} for col in columns]
+    for d in days_between(start, end):
+        w.writerow([d.isoformat(), *(col.get(d.isoformat()) for col in by_day)])
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="kpis_{start}_{end}.csv"'})
 

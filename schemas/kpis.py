@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["uniques", "count", "sum", "top", "session", "retention"]
+Kind = Literal["uniques", "count", "sum", "top", "session", "retention", "total_actors", "new_actors"]
 BUILTIN_DIMENSIONS = ("platform", "app_version", "event_name")
 # a uniques KPI's ``field`` naming the envelope's second actor instead of a payload field:
 # ``user`` (signed-in users) and ``anonymous`` (anonymous ids seen without a user), seed 002's
@@ -36,6 +36,8 @@ class Kpi:
             raise ValueError(f"KPI {self.name}: a {self.kind} needs a payload field")
         if self.kind == "retention" and (self.field or self.events):
             raise ValueError(f"KPI {self.name}: retention reads the daily actors, of every event")
+        if self.kind in ("total_actors", "new_actors") and (self.field or self.events):
+            raise ValueError(f"KPI {self.name}: {self.kind} reads the daily actors, of every event")
         if self.dimensions and self.kind != "count":
             raise ValueError(f"KPI {self.name}: only counts have dimensions")
 

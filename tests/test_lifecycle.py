@@ -454,3 +454,52 @@ def test_erasure_keeps_others_events_counted_exactly_once_whatever_the_entry_sta
     assert all(ev.village == bob for ev in left.values())
     assert len(left) == sum(ev.village == bob for ev in applied + pending + waiting)
     assert services.pending_total(r, settings) == 0
+
+
+def test_a_person_who_came_in_through_the_seed_and_segment_routes_is_listed_and_erased(
+    env: dict[str, str], r: redis.Redis
+) -> None:
+    """Erasure reaches what the newer routes store: seed 002's route (anonymous id in the header,
+    the user as a bearer token's sub) and Segment's /v1/batch (userId and anonymousId), under
+    seed 002's profile. The person's events go; another person's stay."""
+    env = {**env, "ANALYTICS_PROFILE": "seed002"}
+    settings = Settings.from_env(env)
+    key = {"X-Write-Key": WRITE_KEY}
+    as_user = {**key, "Authorization": "Bearer " + tokens.issue(JWT_SECRET, "staff", "user-erin")}
+
+    def segment_batch(ids: dict[str, str], n: int) -> dict[str, Any]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return {"batch": [{"type": "page", "name": "Jobs", "messageId": str(uuid.uuid4()),
+                           "timestamp": now, "properties": {"path": "/jobs"}, **ids}
+                          for _ in range(n)], "sentAt": now}
+
+    collector, kpi = services.collector(env), services.kpi_api(env)
+    worker = services.aggregator(env, "erase-routes")
+    try:
+        with httpx.Client(base_url=collector.url, timeout=30) as c:
+            for headers, anon in ((as_user, "anon-erin"), (key, "anon-other")):
+                resp = c.post("/api/v1/analytics/events/", headers={**headers, "X-Client-ANON-ID": anon},
+                              json={"events": [{"event_type": "page_view", "source": "web",
+                                                "payload": {"page": "jobs"}}] * 3})
+                assert resp.status_code == 201, resp.text
+            for ids in ({"userId": "user-erin"}, {"anonymousId": "anon-erin"}, {"userId": "user-other"}):
+                resp = c.post("/v1/batch", auth=(WRITE_KEY, ""), json=segment_batch(ids, 2))
+                assert resp.status_code == 200 and resp.json() == {"success": True}, resp.text
+        services.wait_drained(r, settings)
+        before = set(stream_events(r, settings))
+        with httpx.Client(base_url=kpi.url, timeout=60) as api:
+            erin = api.get("/internal/analytics/users/user-erin/events", headers=ADMIN).json()
+            anon = api.get("/internal/analytics/users/anon-erin/events", headers=ADMIN).json()
+            assert erin["count"] == 3 + 2 and anon["count"] == 3 + 2  # the route's three carry both
+            assert erin["pseudonyms"] and anon["pseudonyms"]
+            gone = {e["event_id"] for e in erin["events"]} | {e["event_id"] for e in anon["events"]}
+            assert len(gone) == 3 + 2 + 2
+            for who in ("user-erin", "anon-erin"):
+                assert api.delete(f"/internal/analytics/users/{who}", headers=ADMIN).status_code == 200
+            dump = repr(redis_dump(r)).encode()
+            assert not [p for p in erin["pseudonyms"] + anon["pseudonyms"] if p.encode() in dump]
+        assert set(stream_events(r, settings)) == before - gone
+        assert len(before - gone) == 3 + 2  # the other person's, untouched
+    finally:
+        for svc in (worker, kpi, collector):
+            svc.stop()

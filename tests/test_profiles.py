@@ -63,6 +63,10 @@ def truth(kpi: Kpi, events: list[dict[str, Any]], days: list[str]) -> dict[str, 
             again = {e["anon_village_id"] for e in mine if _day(e) == nxt}
             due = nxt <= datetime.now(timezone.utc).date().isoformat()
             out[d] = (len(cohort & again) / len(cohort), len(cohort), len(again), len(cohort | again)) if due else None
+        elif kpi.kind in ("total_actors", "new_actors"):  # every actor sent up to d, or first seen on d
+            upto = {e["anon_village_id"] for e in mine if _day(e) <= d}
+            before = {e["anon_village_id"] for e in mine if _day(e) < d}
+            out[d] = len(upto) if kpi.kind == "total_actors" else len(upto - before)
     return out
 
 
@@ -148,7 +152,7 @@ def test_profile_kpis_match_ground_truth(
             continue
         want = truth(kpi, events, days)
         for d in days:
-            if kpi.kind == "uniques":
+            if kpi.kind in ("uniques", "total_actors", "new_actors"):
                 assert abs(got[kpi.name][d] - want[d]) <= max(1, 0.02 * want[d]), (kpi.name, d)
             elif kpi.kind == "retention":
                 if want[d] is None:

@@ -111,6 +111,15 @@
     return div;
   }
 
+  // Total and new actors (seed 003's villages, seed 004's users): the range's last week against the week before.
+  async function actorCards(listing, end) {
+    const kpis = listing.kpis.filter((k) => k.declared_kind === "total_actors" || k.declared_kind === "new_actors");
+    const from = isoDay(new Date(Date.parse(end + "T00:00:00Z") - 6 * 86400000));
+    const sums = await Promise.all(kpis.map((k) => json(API + "/" + k.name + "/summary?start=" + from + "&end=" + end)));
+    return kpis.map((k, i) => card(k.declared_kind === "total_actors" ? "Total " + k.unit + " (to " + end + ")"
+                                                                      : "New " + k.unit + " (7 days to " + end + ")", sums[i]));
+  }
+
   async function load() {
     const start = $("start").value, end = $("end").value;
     const q = "start=" + start + "&end=" + end;
@@ -146,8 +155,10 @@
       lineChart("chart-types", labels, names.map((n) => ({
         label: n, data: labels.map((d) => { const r = typeRows.find((t) => t.date === d && t.event_name === n); return r ? r.value : 0; }) })), "bar");
       if (heat) heatmap(heat.cells);
+      const actors = await actorCards(listing, end);
+      if (id !== state.loads) return;
       const totals = $("totals");
-      totals.replaceChildren(...[
+      totals.replaceChildren(...actors, ...[
         ["Distinct active villages", sDav], ["Dialogue opens", sDia], ["Command executions", sCmd],
         ["Avg session (s)", sAvg, (v) => Number(v).toFixed(1)], ["Events", sEv],
       ].filter(([, s]) => s).map(([label, s, fmt]) => card(label, s, fmt)));
@@ -184,8 +195,8 @@
 
   // Install trends (any declared daily KPI, "installs" first) and a top-N table, from the profile's catalog.
   async function declaredPanels(listing, q, id) {
-    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top && k.declared_kind !== "session"
-                                                && k.declared_kind !== "retention");
+    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top
+                                                && !["session", "retention", "total_actors", "new_actors"].includes(k.declared_kind));
     const tops = listing.kpis.filter((k) => k.top);
     fillSelect($("trend-kpi"), trends, "installs");
     fillSelect($("top-kpi"), tops, "install-count");

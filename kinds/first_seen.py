@@ -1,0 +1,91 @@
+"""The ``total_actors`` and ``new_actors`` kinds: actors ever seen up to each day, and first seen on it.
+
+Read from the daily actor HyperLogLogs the workers already keep (``keyspace.dau``), like
+``kinds.retention``, so they cost no aggregate of their own and no memory per actor beyond the
+daily HLLs (at most 12 KiB per shard and day, whatever the number of actors). Per shard, the
+actors seen up to day D are one multi-key PFCOUNT of every daily HLL from the horizon to D (all
+keys share the shard's hash tag, so the command stays on one cluster slot); shards partition the
+actors, so the shards' counts add up. One pipeline (one round trip) reads a whole range.
+
+- ``total_actors`` on D: ``|A_h ∪ … ∪ A_D|``, the distinct actors of the days from the horizon to D.
+- ``new_actors`` on D: ``total(D) - total(D-1)``, the actors whose first day (since the horizon) is D.
+
+The horizon is ``METRICS_RETENTION_DAYS`` before today: daily HLLs older than that have expired,
+so "ever" means "within the metrics retention". Actors are pseudonyms, which rotate with the salt
+epoch (``SALT_ROTATION_DAYS``): an actor active in two epochs is two pseudonyms, so it counts twice
+in ``total_actors`` and is new again on its first day of the later epoch.
+
+Error: a union's PFCOUNT has a standard error of 0.81 % of the union (Redis's HLL, 16384
+registers; a multi-key PFCOUNT merges into dense registers, so even small unions are estimates, in
+practice within a few actors below a thousand). ``new_actors`` is a difference of two such estimates, so its error is of the order of
+the total's, not of the day's new actors: ``error_bound`` states three standard errors of each.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+from typing import Any
+
+import redis.asyncio as aredis
+
+from schemas import keyspace
+from schemas.days import days_between
+from schemas.settings import Settings
+
+Row = dict[str, Any]
+TOTAL, NEW = "total_actors", "new_actors"
+KINDS = (TOTAL, NEW)
+HLL_STD_ERROR = 1.04 / math.sqrt(16384)
+
+
+def error_bound(kind: str, total: float, previous: float = 0.0) -> float:
+    """Three standard errors of a day's value, from the (estimated) totals of D and D-1."""
+    if kind == TOTAL:
+        return 3 * HLL_STD_ERROR * total
+    return 3 * HLL_STD_ERROR * math.sqrt(total**2 + previous**2)
+
+
+def horizon(s: Settings, today: date) -> date:
+    """The first day whose daily HLLs may still be kept."""
+    return today - timedelta(days=s.metrics_retention_days)
+
+
+async def totals(r: aredis.Redis, s: Settings, days: list[date], today: date) -> list[int]:
+    """Per day D, the distinct actors of every day from the horizon to D (0 before the horizon)."""
+    first = horizon(s, today)
+    due = [d for d in days if d >= first]
+    if not due:
+        return [0] * len(days)
+    span = [d.isoformat() for d in days_between(first, max(due))]
+    async with r.pipeline(transaction=False) as pipe:
+        for d in due:
+            upto = span[: (d - first).days + 1]
+            for shard in range(s.stream_shards):
+                pipe.pfcount(*(keyspace.dau(shard, day) for day in upto))
+        replies = await pipe.execute()
+    n = s.stream_shards
+    by_day = {d: sum(int(v) for v in replies[i * n : (i + 1) * n]) for i, d in enumerate(due)}
+    return [by_day.get(d, 0) for d in days]
+
+
+async def read(r: aredis.Redis, s: Settings, kind: str, days: list[date], today: date) -> list[Row]:
+    """``[{"date", "value"}]``: actors seen up to each day (``total_actors``) or first seen on it."""
+    if not days:
+        return []
+    if kind == TOTAL:
+        values = await totals(r, s, days, today)
+    else:
+        cumulative = await totals(r, s, [days[0] - timedelta(days=1), *days], today)
+        values = [max(0, b - a) for a, b in zip(cumulative, cumulative[1:])]
+    return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
+
+
+async def total(r: aredis.Redis, s: Settings, kind: str, days: list[date], today: date) -> int:
+    """The range's value: the total on its last day, or the actors first seen within it."""
+    if not days:
+        return 0
+    if kind == TOTAL:
+        return (await totals(r, s, [days[-1]], today))[0]
+    before, last = await totals(r, s, [days[0] - timedelta(days=1), days[-1]], today)
+    return max(0, last - before)

@@ -1,0 +1,51 @@
+"""The columns of the dashboard's CSV export: every daily KPI the active profile declares.
+
+One column per declared KPI, named after it (``-`` becomes ``_``), in declaration order; a session
+KPI gives three (``<name>_avg_s``, ``_p50_s``, ``_p95_s``), a retention KPI one per offset the
+dashboard shows (``<name>_d1``, ``_d7``, ``_d30``); then the built-in rolling actives (weekly and
+monthly). A top KPI's column is its values counted that day; a count with dimensions, its total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from kinds import retention
+from kpi_api.kpis import KPI, METRICS, Query
+from schemas import profiles
+
+ROLLING = ("weekly-active-villages", "monthly-active-villages")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the CSV header
+    kpi: str  # the KPI it reads
+    metric: str = "avg"  # session KPIs
+    after: int | None = None  # retention KPIs
+
+    def query(self, kpi: KPI, start: date, end: date, today: date) -> Query:
+        extra: dict[str, Any] = {"after": self.after, "today": today} if self.after else {}
+        return Query(kpi, start, end, metric=self.metric, **extra)
+
+
+def _header(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def columns(profile: str, known: dict[str, KPI]) -> list[Column]:
+    """The export's columns under ``profile``, of the KPIs it serves (``known``)."""
+    out: list[Column] = []
+    for spec in profiles.load(profile).kpis:
+        if spec.name not in known:
+            continue
+        if spec.kind == "session":
+            out += [Column(f"{_header(spec.name)}_{m}_s", spec.name, metric=m) for m in METRICS]
+        elif spec.kind == "retention":
+            out += [Column(f"{_header(spec.name)}_d{n}", spec.name, after=n) for n in retention.AFTER]
+        else:
+            out.append(Column(_header(spec.name), spec.name))
+    out += [Column(_header(name), name) for name in ROLLING if name in known]
+    return out
