@@ -2,7 +2,8 @@
 
 ``--burst`` drains and exits; ``--workers N`` runs and supervises N worker processes;
 ``--metrics-port P`` serves Prometheus metrics (children of ``--workers`` on P, P+1, ...);
-``--check`` exits non-zero when a worker's heartbeat is stale.
+``--check`` exits non-zero when a worker's heartbeat is stale; ``--shard-map`` prints which
+master holds which shard.
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true",
         help="exit 1 unless the named worker(s), or else at least --workers workers, have a fresh heartbeat",
     )
+    parser.add_argument("--shard-map", action="store_true",
+                        help="print which Redis master holds which shard, then exit")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.check:
         return check(settings, args.name, args.workers)
+    if args.shard_map:
+        from aggregator.shardmap import render, shard_map
+
+        print(render(shard_map(open_sync(settings.redis_url, attempts=3), settings)))
+        return 0
     port = settings.aggregator_metrics_port if args.metrics_port is None else args.metrics_port
     if args.workers > 1:
         base = args.name or default_consumer_name()

@@ -27,7 +27,10 @@ def stale_workers(client: redis.Redis, settings: Settings, names: list[str], at_
         if len(names) < at_least:
             return [f"{len(names)} worker(s) with a heartbeat, {at_least} expected"]
     problems = []
-    for name, raw in zip(names, client.mget([keyspace.heartbeat(n) for n in names])):
+    pipe = client.pipeline(transaction=False)  # one GET per key: a cluster spreads them over slots
+    for n in names:
+        pipe.get(keyspace.heartbeat(n))
+    for name, raw in zip(names, pipe.execute() if names else []):
         if raw is None:
             problems.append(f"{name}: no heartbeat within {settings.heartbeat_ttl_seconds} s")
             continue

@@ -32,6 +32,7 @@ from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
 from schemas import adjusted, keyspace, profiles
+from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -40,7 +41,31 @@ __all__ = ["Worker", "default_consumer_name", "ensure_groups", "pending_total"]
 log = logging.getLogger("aggregator")
 APPLY_LUA = Path(__file__).with_name("apply.lua").read_text()
 DEAD_LETTER_LUA = Path(__file__).with_name("deadletter.lua").read_text()
-_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+# connection errors and what a cluster failover or resharding answers: retried, never dead-lettered
+_CONNECTION_ERRORS = RETRYABLE + (redis.exceptions.RedisClusterException,)
+
+
+class _Redirected(redis.ConnectionError):
+    """A shard's script was answered MOVED/ASK/CLUSTERDOWN: its entries stay pending, the slot
+    map is re-read and the worker re-reads its own pending entries."""
+
+
+def _redirected(result: Any) -> bool:
+    return isinstance(result, (redis.exceptions.AskError, redis.exceptions.ClusterDownError,
+                               redis.exceptions.TryAgainError, redis.exceptions.ReadOnlyError)) or (
+        isinstance(result, redis.ResponseError) and str(result).startswith(("MOVED", "ASK", "CLUSTERDOWN"))
+    )
+
+
+def _entries(raw: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
+    """A raw one-stream XREADGROUP reply's entries, as redis-py parses them."""
+    if not raw:
+        return []
+    out = []
+    items = next(iter(raw.values())) if isinstance(raw, dict) else raw[0][1]  # RESP3: a map
+    for entry_id, kv in items:
+        out.append((entry_id, dict(zip(kv[::2], kv[1::2])) if kv else {}))
+    return out
 OPS_ENCODER = msgspec.msgpack.Encoder()
 # entry id, fields, applied, late: the decoded events are not kept (a read's would all be in memory
 # at once); the rare entry-by-entry retry decodes them again
@@ -117,6 +142,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
+        self.cluster = is_cluster(client)
         self.settings = settings
         self.base_settings = settings  # before an admin's run-time changes (schemas/adjusted.py)
         self._followed_at = float("-inf")
@@ -190,6 +216,7 @@ class Worker:
                     break
             except _CONNECTION_ERRORS as exc:
                 ready = False
+                refresh(self.redis)  # a failover or resharding: re-read the slot map
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc.__class__.__name__, backoff)
                 self._pause(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, float(self.settings.reconnect_max_seconds))
@@ -255,9 +282,7 @@ class Worker:
         streams = {keyspace.stream(s): "0" for s in self.shards}
         while streams and not self.stopping:
             self.heartbeat(force=False)
-            reply = self.redis.xreadgroup(
-                self.settings.consumer_group, self.consumer, streams, count=self.settings.read_count
-            )
+            reply = self._read(streams, block=None)
             progressed = {}
             batches = []
             for raw_name, entries in reply or []:
@@ -270,13 +295,9 @@ class Worker:
 
     def read_new(self, block: bool = True) -> int:
         streams = {keyspace.stream(s): ">" for s in self.shards}
-        reply = self.redis.xreadgroup(
-            self.settings.consumer_group,
-            self.consumer,
-            streams,
-            count=self.settings.read_count,
-            block=self.settings.block_ms if block else None,
-        )
+        reply = self._read(streams, block=None if self.cluster or not block else self.settings.block_ms)
+        if self.cluster and block and not any(entries for _, entries in reply or []):
+            reply = self._read(streams, block=self.settings.block_ms)
         batches = [(name.decode(), entries) for name, entries in reply or [] if entries]
         if batches and len(batches[-1][1]) >= 8:
             # the server applies a shard while this process builds the next, but the last one is
@@ -285,6 +306,38 @@ class Worker:
             cut = len(entries) * 3 // 4
             batches += [(name, entries[:cut]), (name, entries[cut:])]
         return self.process_many(batches)
+
+    def _read(self, streams: dict[str, str], block: int | None) -> Any:
+        """XREADGROUP of these streams: one command on a single node; on a cluster one per shard
+        (a multi-stream read cannot span slots), each on its own connection to the shard's
+        master, all sent before any reply is read, so that blocking reads wait side by side."""
+        s = self.settings
+        if not self.cluster:
+            return self.redis.xreadgroup(s.consumer_group, self.consumer, streams,
+                                         count=s.read_count, block=block)
+        sent = []
+        try:
+            for name, start in streams.items():
+                pool = node_client(self.redis, name).connection_pool
+                conn = pool.get_connection()
+                sent.append((name, pool, conn))
+                args: list[Any] = ["XREADGROUP", "GROUP", s.consumer_group, self.consumer,
+                                   "COUNT", s.read_count]
+                if block is not None:
+                    args += ["BLOCK", block]
+                conn.send_command(*args, "STREAMS", name, start)
+            reply = []
+            for name, _, conn in sent:
+                raw = conn.read_response()
+                reply.append((name.encode(), _entries(raw)))
+            return reply
+        except BaseException:
+            for _, _, conn in sent:
+                conn.disconnect()
+            raise
+        finally:
+            for _, pool, conn in sent:
+                pool.release(conn)
 
     def _claim_due(self) -> bool:
         return time.monotonic() - self._last_claim > self.settings.claim_idle_ms / 4000
@@ -352,30 +405,43 @@ class Worker:
             self.redis.script_load(APPLY_LUA)
             self.redis.script_load(DEAD_LETTER_LUA)
             self._scripts_loaded = True
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
-        prepared: list[_Prepared] = []
+        # one connection per master (the only one on a single node): each shard's script goes to
+        # the node that owns its slot
+        conns: dict[int, tuple[Any, Any]] = {}
+        prepared: list[tuple[_Prepared, Any]] = []
         try:
             for stream, entries in batches:
+                pool = node_client(self.redis, stream).connection_pool
+                if id(pool) not in conns:
+                    conns[id(pool)] = (pool, pool.get_connection())
+                conn = conns[id(pool)][1]
                 prep = self._prepare(stream, entries, redelivered)
                 prep.sent = len(prep.commands.stack)
                 if prep.sent:
                     conn.send_packed_command(conn.pack_commands(prep.commands.stack))
                     prep.commands.stack.clear()  # the ops are the server's now
-                prepared.append(prep)
-            for prep in prepared:
+                prepared.append((prep, conn))
+            for prep, conn in prepared:
                 prep.results = [_read(conn) for _ in range(prep.sent)]
         except BaseException:
-            conn.disconnect()  # replies may be left unread: never reuse it
+            for _, conn in conns.values():
+                conn.disconnect()  # replies may be left unread: never reuse it
             raise
         finally:
-            pool.release(conn)
+            for pool, conn in conns.values():
+                pool.release(conn)
+        moved = [prep for prep, _ in prepared if any(_redirected(r) for r in prep.results)]
         flushed = False
         handled = 0
-        for prep in prepared:
+        for prep, _ in prepared:
+            if prep in moved:  # nothing of it ran where it went: its entries stay pending
+                continue
             flushed |= any(isinstance(r, redis.exceptions.NoScriptError) for r in prep.results)
             self._settle(prep)
             handled += len(prep.entries)
+        if moved:
+            self._scripts_loaded = False  # a promoted replica may lack them
+            raise _Redirected(f"{len(moved)} shard(s) moved or failing over; re-reading")
         if flushed:  # the server lost its scripts (restarted?): those entries stay pending
             self._scripts_loaded = False
             raise redis.ConnectionError("scripts missing on the server; re-reading own pending entries")
@@ -434,7 +500,7 @@ class Worker:
                     retry = []  # nothing ran: they stay pending and are re-read
         self._tally(prep.stream, label, prep.rows, results, prep)
         if retry:  # not all pending to us any more (or the merged plan failed): entry by entry
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = node_client(self.redis, prep.stream).pipeline(transaction=False)  # the shard's master
             rows: list[tuple[str, str, int, int]] = []
             for g in retry:
                 one = Plan(prep.shard, self.settings.late_window_ms, self.kpis)

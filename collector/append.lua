@@ -9,7 +9,10 @@
 -- ARGV[5] = per event, one byte: its bucket's position after KEYS[2] (1 = KEYS[3]);
 -- ARGV[6] = the events' ids, 16 bytes each, concatenated in order;
 -- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
---           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated.
+--           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated;
+-- ARGV[9] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
+--           stores nothing (all duplicates) then re-sets a bucket's expiry unchanged, a write the
+--           WAIT can wait for, so a duplicate answer too means the first copy is as durable.
 -- One SMISMEMBER and one SADD per bucket instead of a marker key per event. Returns one flag per
 -- event: 1 stored, 0 duplicate (seen before, or earlier in this same call). The stream entry's
 -- field `e` is a msgpack array of the kept events, so the workers decode it in one call.
@@ -93,5 +96,9 @@ if n > 0 then
     redis.call('LTRIM', KEYS[2], 0, size - 1)
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
+end
+if n == 0 and ARGV[9] == '1' then
+  local left = redis.call('PTTL', KEYS[3])
+  if left > 0 then redis.call('PEXPIRE', KEYS[3], left) end
 end
 return flags

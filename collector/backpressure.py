@@ -1,8 +1,9 @@
 """Backpressure: refuse new events (503) while the workers are too far behind or Redis is full.
 
-Each process probes Redis at most once per ``BACKPRESSURE_CHECK_MS`` (one pipelined round trip:
-``XINFO GROUPS`` of every shard and ``INFO memory``) and answers from the cached verdict between
-probes, so the hot path pays nothing per request.
+Each process probes Redis at most once per ``BACKPRESSURE_CHECK_MS`` (one pipelined round trip
+for ``XINFO GROUPS`` of every shard, one ``INFO memory`` of every primary: on a cluster the
+fullest master decides) and answers from the cached verdict between probes, so the hot path
+pays nothing per request.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import redis
 import redis.asyncio as aredis
 
 from schemas import keyspace
+from schemas.connection import ainfo_primaries
 from schemas.settings import Settings
 
 RETRY_AFTER_S = 5  # long enough for workers to drain a few batches, short for an SDK's backoff
@@ -45,12 +47,12 @@ class Backpressure:
                 for shard in range(s.stream_shards):
                     pipe.xinfo_groups(keyspace.stream(shard))
                     pipe.xlen(keyspace.stream(shard))
-                pipe.info("memory")
                 results = await pipe.execute(raise_on_error=False)
-        except (redis.RedisError, OSError):
+            memories = await ainfo_primaries(self.redis, "memory")
+        except (redis.RedisError, OSError, redis.exceptions.RedisClusterException):
             return None  # the store write will fail and answer 503 on its own
         lag = 0
-        for groups, length in zip(results[:-1:2], results[1:-1:2]):
+        for groups, length in zip(results[::2], results[1::2]):
             if isinstance(groups, Exception) or isinstance(length, Exception):
                 continue  # no stream yet
             group = next((g for g in groups if _name(g) == s.consumer_group), None)
@@ -60,8 +62,9 @@ class Backpressure:
                 lag += int(group["lag"])
         if lag > s.backpressure_max_lag:
             return f"{lag} stream entries wait for the workers (bound {s.backpressure_max_lag})"
-        memory = results[-1]
-        if isinstance(memory, dict):
+        for memory in memories:
+            if not isinstance(memory, dict):
+                continue
             used = int(memory.get("used_memory", 0))
             if 0 < s.backpressure_max_memory_bytes < used:
                 return f"Redis uses {used} bytes (bound {s.backpressure_max_memory_bytes})"

@@ -17,12 +17,14 @@ from typing import Any
 
 import msgspec
 import redis
+from redis.exceptions import RedisClusterException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from collector import metrics
 from collector.auth import authenticate
 from collector.body import BodyError, read_body
+from collector.store import NotDurable
 from collector.validate import Checked, Outcome
 from schemas import keyspace
 from schemas.catalog import Batch
@@ -45,9 +47,14 @@ def opted_out(request: Request) -> str | None:
     return None
 
 
+STORE_ERRORS = (redis.RedisError, OSError, RedisClusterException)
+
+
 def store_unavailable(exc: BaseException) -> Response:
     metrics.REDIS_ERRORS.inc()
-    log.warning("store unavailable: %s", exc.__class__.__name__)
+    log.warning("store unavailable: %s: %s", exc.__class__.__name__, str(exc)[:200])
+    if isinstance(exc, NotDurable):
+        return error(503, "not_durable", f"{exc}; retry", {"Retry-After": "1"})
     return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
 
 
@@ -79,7 +86,7 @@ async def admit(
     try:
         retry_after = await state.ratelimit.over(subjects, int(time.time() * 1000))
         pressure = None if denied or retry_after else await state.backpressure.reason()
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         return store_unavailable(exc)
     if retry_after is not None:
         metrics.RATE_LIMITED.inc()
@@ -139,7 +146,7 @@ async def accept(
         outcome = await state.validator.run(raw_events, received, skew, historical, client, sizes)
         marker_ttl = import_marker_ttl(state.store.settings) if historical else None  # run-time retention
         flags = await state.store.write(outcome.by_shard, outcome.rejections, marker_ttl)
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         return store_unavailable(exc)
     return _tally(outcome, flags, len(raw_events))
 

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import redis
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
 from schemas import adjusted, keyspace
+from schemas.connection import is_cluster
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -80,13 +82,25 @@ class Rejection(msgspec.Struct):
     shard: int | None = None  # the actor's shard, computed from the raw id before it was hashed
 
 
+class NotDurable(redis.RedisError):
+    """The append did not reach the replicas / the disk that ``ANALYTICS_WAIT_*`` ask for in time.
+
+    The events are stored on the primary: a resend is answered as duplicates, and that answer
+    waits for the same durability again (the script touches a marker so there is a write to wait
+    for), so a 2xx always means the durability asked for."""
+
+
 class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+        self.cluster = is_cluster(redis)
         self.base_settings = settings
         self._followed_at = float("-inf")
         self.append = redis.register_script(APPEND_LUA)
+        self.wait_replicas = max(0, settings.analytics_wait_replicas)
+        self.wait_aof = settings.analytics_wait_aof
+        self.durable = "1" if (self.wait_replicas or self.wait_aof) else "0"
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
         self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
         self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
@@ -139,15 +153,19 @@ class EventStore:
                 bodies = [b for _, b, _ in chunk]
                 calls.append((shard, len(keys), [
                     *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
-                    entry(bodies), ",".join(map(str, map(len, bodies))),
+                    entry(bodies), ",".join(map(str, map(len, bodies))), self.durable,
                 ]))
         sha = self.append.sha
         # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, one
         # more round trip per request; a NOSCRIPT reply (a restarted or flushed server) loads
         # the script and runs just those calls again (a NOSCRIPT call changed nothing).
+        # With ANALYTICS_WAIT_*, WAIT / WAITAOF follow the appends on the same connection of each
+        # node written (they wait for that connection's writes), in the same round trip.
+        waits = self._waits(calls)
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, numkeys, args in calls:
-                pipe.evalsha(sha, numkeys, *args)
+                # execute_command: the cluster pipeline refuses its evalsha method
+                pipe.execute_command("EVALSHA", sha, numkeys, *args)
             for rej in rejections:
                 pipe.xadd(
                     keyspace.DEAD_LETTER,
@@ -155,19 +173,70 @@ class EventStore:
                     maxlen=self.settings.deadletter_maxlen,
                     approximate=True,
                 )
+            for command, node in waits:
+                if node is None:
+                    pipe.execute_command(*command)
+                else:
+                    pipe.execute_command(*command, target_nodes=node)
             results = await pipe.execute(raise_on_error=False)
         missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
         if missing:
             await self.redis.script_load(APPEND_LUA)
+            retried = [calls[i] for i in missing]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for i in missing:
-                    pipe.evalsha(sha, calls[i][1], *calls[i][2])
-                for i, result in zip(missing, await pipe.execute(raise_on_error=False)):
-                    results[i] = result
-        for result in results:
+                for _, numkeys, args in retried:
+                    pipe.execute_command("EVALSHA", sha, numkeys, *args)
+                for command, node in self._waits(retried):
+                    if node is None:
+                        pipe.execute_command(*command)
+                    else:
+                        pipe.execute_command(*command, target_nodes=node)
+                again = await pipe.execute(raise_on_error=False)
+            for i, result in zip(missing, again):
+                results[i] = result
+            self._check_waits(retried, self._waits(retried), again[len(retried):])
+        for result in results[: len(calls) + len(rejections)]:
             if isinstance(result, Exception):
                 raise result
+        self._check_waits(calls, waits, results[len(calls) + len(rejections):])
         flags: dict[int, list[int]] = {}
         for (shard, _, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags
+
+    def _waits(self, calls: list[tuple[int, int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:
+        """The WAIT / WAITAOF commands after these appends: once on a single node, once per
+        primary written on a cluster (with that node)."""
+        if self.durable == "0" or not calls:
+            return []
+        timeout = max(0, self.settings.analytics_wait_timeout_ms)
+        commands: list[tuple[Any, ...]] = []
+        if self.wait_replicas:
+            commands.append(("WAIT", self.wait_replicas, timeout))
+        if self.wait_aof:
+            commands.append(("WAITAOF", 1, 0, timeout))
+        if not self.cluster:
+            return [(c, None) for c in commands]
+        nodes: dict[str, Any] = {}
+        for shard, _, _ in calls:
+            node = self.redis.get_node_from_key(keyspace.stream(shard))  # type: ignore[union-attr]
+            nodes[node.name] = node
+        return [(c, node) for node in nodes.values() for c in commands]
+
+    def _check_waits(self, calls: list[tuple[int, int, list[Any]]],
+                     waits: list[tuple[tuple[Any, ...], Any]], replies: list[Any]) -> None:
+        for (command, node), reply in zip(waits, replies):
+            if isinstance(reply, Exception):
+                raise NotDurable(f"{command[0]} failed: {reply}")
+            if command[0] == "WAIT" and int(reply) < self.wait_replicas:
+                raise NotDurable(f"the events reached {int(reply)} of {self.wait_replicas} replicas "
+                                 f"within {self.settings.analytics_wait_timeout_ms} ms")
+            if command[0] == "WAITAOF" and int(reply[0]) < 1:
+                raise NotDurable(f"the events were not fsynced within "
+                                 f"{self.settings.analytics_wait_timeout_ms} ms")
+        if self.cluster and waits:
+            # a slot that moved meanwhile was written elsewhere than where WAIT ran: not proven
+            owners = {self.redis.get_node_from_key(keyspace.stream(shard)).name  # type: ignore[union-attr]
+                      for shard, _, _ in calls}
+            if not owners <= {node.name for _, node in waits}:
+                raise NotDurable("the cluster's slots moved during the write")

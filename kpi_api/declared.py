@@ -30,6 +30,8 @@ async def union_count(r: aredis.Redis, keys: list[str]) -> int:
     """
     try:
         return int(await r.pfcount(*keys))
+    except redis.exceptions.RedisClusterException:
+        pass  # the cluster client refuses keys of several slots before sending
     except redis.ResponseError as exc:
         if "CROSSSLOT" not in str(exc):
             raise

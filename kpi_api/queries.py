@@ -1,4 +1,8 @@
-"""Reading KPIs: merge the per-shard aggregates of each UTC day (one round trip per query)."""
+"""Reading KPIs: merge the per-shard aggregates of each UTC day (one round trip per query).
+
+Every multi-key command names keys of one shard only (one hash tag: one cluster slot); the
+shards are merged here. PFCOUNT goes through ``execute_command`` because redis-py's cluster
+pipeline refuses its ``pfcount`` method outright, even for keys of one slot."""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ async def summed_hashes(
 
 async def daily_uniques(r: aredis.Redis, s: Settings, start: date, end: date) -> Series:
     days = days_between(start, end)
-    counts = await per_day(r, s, days, lambda p, shard, d: p.pfcount(keyspace.dau(shard, d.isoformat())))
+    counts = await per_day(r, s, days, lambda p, shard, d: p.execute_command("PFCOUNT", keyspace.dau(shard, d.isoformat())))
     # villages are partitioned by shard, so the shards' sets are disjoint and their counts add
     return [{"date": d.isoformat(), "value": sum(c)} for d, c in zip(days, counts)]
 
@@ -81,15 +85,15 @@ async def distinct_uniques(r: aredis.Redis, s: Settings, days: list[date]) -> in
     """
     async with r.pipeline(transaction=False) as pipe:
         for shard in range(s.stream_shards):
-            pipe.pfcount(*[keyspace.dau(shard, d.isoformat()) for d in days])
+            pipe.execute_command("PFCOUNT", *[keyspace.dau(shard, d.isoformat()) for d in days])
         counts = await pipe.execute()
     return int(sum(counts))
 
 
 async def rolling_uniques(r: aredis.Redis, s: Settings, days: list[date], window: int) -> list[int]:
     """For each day, villages active in the ``window`` days ending that day (WAU: 7, MAU: 30)."""
-    counts = await per_day(r, s, days, lambda p, shard, d: p.pfcount(
-        *[keyspace.dau(shard, (d - timedelta(days=i)).isoformat()) for i in range(window)]))
+    counts = await per_day(r, s, days, lambda p, shard, d: p.execute_command(
+        "PFCOUNT", *[keyspace.dau(shard, (d - timedelta(days=i)).isoformat()) for i in range(window)]))
     return [int(sum(c)) for c in counts]
 
 

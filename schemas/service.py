@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import __version__
+from schemas.connection import acheck_ready
 
 
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
@@ -42,8 +43,8 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     try:
-        await request.app.state.redis.ping()
-    except (redis.RedisError, OSError) as exc:
+        await acheck_ready(request.app.state.redis)
+    except (redis.RedisError, OSError, redis.exceptions.RedisClusterException) as exc:
         return JSONResponse(
             {"status": "unavailable", "detail": f"redis: {exc.__class__.__name__}",
              "version": __version__},

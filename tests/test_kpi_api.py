@@ -21,10 +21,13 @@ from schemas import tokens
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate
-from tests.conftest import JWT_SECRET
+from tests.conftest import BACKENDS, JWT_SECRET
 from tests.kpi_helpers import HOUR, Clock, auth, close, day, load, truth
 
 KPIS = "/internal/analytics/kpis"
+
+# the KPI routes on a single node and on a 3-master cluster
+pytestmark = pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 
 
 @pytest.fixture

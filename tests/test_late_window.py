@@ -12,10 +12,14 @@ from aggregator.worker import Worker, ensure_groups, pending_total
 from schemas import keyspace
 from schemas.days import day_of_ms
 from schemas.settings import Settings
+from tests.conftest import BACKENDS
 from tests.streamfeed import append, count, late_events, now_ms, stat, stored
 from tests.test_collector_support import HEADERS, ROUTE, batch, client, event, iso, metric, now
 
 HOUR = 3_600_000
+
+# the core pipeline tests run on a single node and on a 3-master cluster
+pytestmark = pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 
 
 @pytest.mark.parametrize("hours", [48, 1])
