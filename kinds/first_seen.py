@@ -62,7 +62,8 @@ async def totals(r: aredis.Redis, s: Settings, days: list[date], today: date) ->
         for d in due:
             upto = span[: (d - first).days + 1]
             for shard in range(s.stream_shards):
-                pipe.pfcount(*(keyspace.dau(shard, day) for day in upto))
+                # execute_command: cluster pipelines refuse pfcount()
+                pipe.execute_command("PFCOUNT", *(keyspace.dau(shard, day) for day in upto))
         replies = await pipe.execute()
     n = s.stream_shards
     by_day = {d: sum(int(v) for v in replies[i * n : (i + 1) * n]) for i, d in enumerate(due)}
