@@ -17,16 +17,12 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from aggregator.worker import Worker
-from collector.app import create_app
 from kpi_api.app import create_app as kpi_app
 from schemas import profiles
 from schemas.settings import Settings
 from scripts.seed_traffic import profile_events
-from scripts.simulate import batch
-from tests.conftest import WRITE_KEY
 from tests.kpi_helpers import auth
-from tests.test_profiles import HOUR, _day, truth
+from tests.test_profiles import HOUR, _day, send_and_apply, truth
 
 KPIS = "/internal/analytics/kpis"
 HEADERS = {
@@ -49,12 +45,7 @@ def test_csv_holds_the_profiles_daily_kpis(
     now = int(time.time() * 1000)
     events = profile_events(profile, actors=60, count=2_000, start_ms=now - 40 * HOUR,
                             end_ms=now - 2 * HOUR, seed=rng.randrange(1 << 30))
-    with TestClient(create_app(settings)) as c:
-        for i in range(0, len(events), 500):
-            resp = c.post("/api/analytics/events", json=batch(events[i : i + 500]),
-                          headers={"X-Write-Key": WRITE_KEY})
-            assert resp.status_code == 202 and resp.json()["rejected"] == [], resp.text
-    Worker(r, settings, consumer="csv-test").run(burst=True)
+    send_and_apply(r, settings, events, "csv-test")
     days = sorted({_day(e) for e in events})
     span = f"start={days[0]}&end={days[-1]}"
     with TestClient(kpi_app(settings), headers=auth()) as k:

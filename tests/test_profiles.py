@@ -84,6 +84,17 @@ def _sessions(events: list[dict[str, Any]]) -> dict[str, list[int]]:
     return by_day
 
 
+def send_and_apply(r: redis.Redis, settings: Settings, events: list[dict[str, Any]], consumer: str) -> None:
+    """Events through the collector (all must be accepted), then one worker applies them."""
+    with TestClient(create_app(settings)) as c:
+        for i in range(0, len(events), 500):
+            resp = c.post("/api/analytics/events", json=batch(events[i : i + 500]),
+                          headers={"X-Write-Key": WRITE_KEY})
+            assert resp.status_code == 202, resp.text
+            assert resp.json()["rejected"] == [], resp.json()["rejected"][:3]
+    Worker(r, settings, consumer=consumer).run(burst=True)
+
+
 @pytest.mark.parametrize("name", profiles.NAMES)
 def test_profile_kpis_match_ground_truth(
     name: str, env: dict[str, str], r: redis.Redis, redis_url: str, rng: random.Random
@@ -93,13 +104,7 @@ def test_profile_kpis_match_ground_truth(
     now = int(time.time() * 1000)
     events = profile_events(profile, actors=80, count=3_000, start_ms=now - 40 * HOUR,
                             end_ms=now - 6 * HOUR, seed=rng.randrange(1 << 30))
-    with TestClient(create_app(settings)) as c:
-        for i in range(0, len(events), 500):
-            resp = c.post("/api/analytics/events", json=batch(events[i : i + 500]),
-                          headers={"X-Write-Key": WRITE_KEY})
-            assert resp.status_code == 202, resp.text
-            assert resp.json()["rejected"] == [], resp.json()["rejected"][:3]
-    Worker(r, settings, consumer="profile-test").run(burst=True)
+    send_and_apply(r, settings, events, "profile-test")
 
     # nothing raw at rest: no actor id, and no value of a field the profile hashes (free text)
     blob = b"\n".join(everything(r))
