@@ -24,7 +24,7 @@ import redis
 from aggregator.effects import build, is_late
 from aggregator.worker import OPS_ENCODER, pending_total
 from infra.progress import Progress
-from schemas import keyspace, profiles
+from schemas import keyspace, profiles, rollups
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.connection import open_sync
 from schemas.days import day_of_ms, days_between
@@ -88,6 +88,7 @@ def backfill(
     args_head = ["", "0", settings.metrics_retention_days * 86400,
                  (settings.late_window_hours + settings.max_session_hours) * 3600, repr(LOG_GAMMA)]
     totals = {"events": 0, "sessions": 0}
+    rollups.forget(client, sorted(wanted))
     for shard in range(settings.stream_shards):
         _forget_days(client, shard, sorted(wanted), kpis)
         starts: dict[str, int] = {}
@@ -126,6 +127,8 @@ def backfill(
                 ops += ["D", keys.index(sketch) + 1, max(0, e_ts - s_ts)]
             script(keys=keys, args=[*args_head, OPS_ENCODER.encode(ops)])
         totals["sessions"] += len(durations)
+    # after the rebuild too: a read during it may have rolled up a half-built day
+    rollups.forget(client, sorted(wanted))
     return totals
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from schemas import rollups
 from schemas import keyspace
 from schemas.days import days_between
 from schemas.settings import Settings
@@ -102,16 +103,34 @@ async def counters_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> li
     return await summed_hashes(r, s, days, keyspace.counts)
 
 
-async def sketches_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[Sketch]:
-    out = []
-    for hashes in await per_day(
-        r, s, days, lambda p, shard, d: p.hgetall(keyspace.session_sketch(shard, d.isoformat()))
-    ):
-        sketch = Sketch()
-        for h in hashes:
-            sketch.merge(h)
-        out.append(sketch)
-    return out
+async def sketches_per_day(
+    r: aredis.Redis, s: Settings, days: list[date], now_ms: int | None = None
+) -> list[Sketch]:
+    """Each day's sketch merged over the shards: closed days from their rollups (one MGET), the
+    others (and closed days without a rollup yet) from the per-shard hashes, live; the missing
+    rollups of closed days are written back."""
+    shut = [d for d in days if rollups.closed(s, d, now_ms)]
+    stored = dict(zip(shut, await r.mget([keyspace.session_rollup(d.isoformat()) for d in shut]))) if shut else {}
+    out: dict[date, Sketch] = {}
+    for d, blob in stored.items():
+        if blob is not None:
+            sk = out[d] = Sketch()
+            sk.absorb_encoded(blob)
+    live = [d for d in days if d not in out]
+    if live:
+        for d, hashes in zip(live, await per_day(
+            r, s, live, lambda p, shard, d: p.hgetall(keyspace.session_sketch(shard, d.isoformat()))
+        )):
+            sk = out[d] = Sketch()
+            for h in hashes:
+                sk.merge(h)
+        fill = [d for d in live if d in stored]
+        if fill:
+            async with r.pipeline(transaction=False) as pipe:
+                for d in fill:
+                    pipe.set(keyspace.session_rollup(d.isoformat()), out[d].encode(), ex=rollups.ttl_seconds(s))
+                await pipe.execute()
+    return [out[d] for d in days]
 
 
 def sketch_value(sketch: Sketch, metric: str) -> float:

@@ -75,6 +75,12 @@ def session_sketch(shard: int, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:sessdur:{day}"
 
 
+def session_rollup(day: str) -> str:
+    """The closed day's merged session-duration sketch (``schemas.sketch`` ``encode``), one string
+    for all shards, in shard 0's slot so that one MGET reads a range of them on a cluster."""
+    return f"{PREFIX}:{tag(0)}:sessdur-rollup:{day}"
+
+
 def recent(shard: int) -> str:
     """List of the shard's last accepted events (msgpack StoredEvent, pseudonymised), newest first.
 

@@ -7,6 +7,8 @@ per-shard, per-day hashes field-wise and estimate quantiles here. Relative error
 from __future__ import annotations
 
 import math
+
+import msgspec
 from collections.abc import Iterable, Mapping
 
 ALPHA = 0.005
@@ -71,6 +73,25 @@ class Sketch:
         out.update((f"b{i}", c) for i, c in self.buckets.items())
         return out
 
+    def encode(self) -> bytes:
+        """Compact form of a merged sketch: msgpack ``[n, sum, zero, lowest index, counts...]``."""
+        if not self.buckets:
+            return _ENCODER.encode([self.n, self.sum_ms, self.zero, 0])
+        lo, hi = min(self.buckets), max(self.buckets)
+        return _ENCODER.encode([self.n, self.sum_ms, self.zero, lo,
+                                *(self.buckets.get(i, 0) for i in range(lo, hi + 1))])
+
+    def absorb_encoded(self, blob: bytes) -> None:
+        """Merge a sketch written by ``encode``."""
+        n, sum_ms, zero, lo, *counts = _DECODER.decode(blob)
+        self.n += n
+        self.sum_ms += sum_ms
+        self.zero += zero
+        b = self.buckets
+        for i, c in enumerate(counts, lo):
+            if c:
+                b[i] = b.get(i, 0) + c
+
     def average_ms(self) -> float:
         return self.sum_ms / self.n if self.n else 0.0
 
@@ -86,6 +107,10 @@ class Sketch:
             if seen > rank:
                 return representative(idx)
         return representative(max(self.buckets))
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(list[int])
 
 
 def exact_quantile(values: Iterable[float], q: float) -> float:

@@ -1,0 +1,88 @@
+"""Closed-day rollups of the session-duration sketches: the same answers as the live hashes (and
+as the ground truth of what was sent), one rollup per closed day, and backfill invalidates them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import date
+
+import pytest
+import redis
+
+from aggregator.backfill import backfill
+from kpi_api import queries
+from schemas import keyspace, profiles
+from schemas.connection import open_async
+from schemas.days import DAY_MS
+from schemas.settings import Settings
+from schemas.sketch import Sketch
+from scripts.simulate import generate
+from tests.conftest import BACKENDS
+from tests.kpi_helpers import HOUR, load, truth
+
+def read(settings: Settings, days: list[date], now_ms: int) -> list[Sketch]:
+    async def go() -> list[Sketch]:
+        ar = await open_async(settings.redis_url)
+        try:
+            return await queries.sketches_per_day(ar, settings, days, now_ms)
+        finally:
+            await ar.aclose()
+    return asyncio.run(go())
+
+
+def expected(durations: list[int]) -> Sketch:
+    sk = Sketch()
+    for d in durations:
+        sk.add(d)
+    return sk
+
+
+def same(a: Sketch, b: Sketch) -> bool:
+    return (a.n, a.sum_ms, a.zero, {i: c for i, c in a.buckets.items() if c}) == (
+        b.n, b.sum_ms, b.zero, {i: c for i, c in b.buckets.items() if c})
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_rollups_answer_as_the_live_hashes_and_backfill_drops_them(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    now = int(time.time() * 1000)
+    events = generate(40, 300, now - 40 * HOUR, now - 3 * HOUR, rng.randrange(1 << 30))
+    load(settings, settings.redis_url, events)
+    t = truth(events)
+    days = sorted(date.fromisoformat(d) for d in t.durations)
+    assert len(days) >= 2
+    truths = [expected(t.durations[d.isoformat()]) for d in days]
+
+    # open days: live, no rollup written
+    assert all(same(a, b) for a, b in zip(read(settings, days, now), truths))
+    assert not r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days])
+
+    # once closed: the first read writes one rollup per day, the next reads answer from them
+    later = now + 10 * DAY_MS
+    assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
+    assert r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days]) == len(days)
+    assert r.ttl(keyspace.session_rollup(days[0].isoformat())) > 0
+    # prove the second read comes from the rollups: damage a live hash, the answer does not move
+    victim = days[0].isoformat()
+    r.hset(keyspace.session_sketch(0, victim), "n", 999_999)
+    assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
+
+    # backfill of the damaged day rebuilds the hash and drops its rollup; others stay
+    backfill(r, settings, days[0], days[0])
+    assert not r.exists(keyspace.session_rollup(victim))
+    assert r.exists(keyspace.session_rollup(days[-1].isoformat()))
+    assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
+    assert r.exists(keyspace.session_rollup(victim))
+
+
+def test_encoding_round_trips(rng: random.Random) -> None:
+    sk = expected([rng.randrange(0, 4 * 3_600_000) for _ in range(2000)] + [0, 0])
+    back = Sketch()
+    back.absorb_encoded(sk.encode())
+    assert same(back, sk)
+    empty = Sketch()
+    empty.absorb_encoded(Sketch().encode())
+    assert same(empty, Sketch())
