@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ from aggregator.archive import open_archive
 from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
-from schemas import adjusted, keyspace, profiles
+from schemas import adjusted, keyspace, profiles, rollups
 from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
+from schemas.days import day_of_number
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA
 
@@ -153,6 +155,7 @@ class Worker:
         self.apply = client.register_script(APPLY_LUA)
         self.kpis = profiles.load(settings.analytics_profile).kpis
         self._ttl = settings.metrics_retention_days * 86400
+        self._stale_rollups: set[str] = set()
         self._session_ttl = (settings.late_window_hours + settings.max_session_hours) * 3600
         self._log_gamma = repr(LOG_GAMMA)
         self.dead_letter = client.register_script(DEAD_LETTER_LUA)
@@ -397,6 +400,7 @@ class Worker:
         finally:
             if enabled:
                 gc.enable()
+            self._drop_stale_rollups()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return handled
 
@@ -580,10 +584,25 @@ class Worker:
             blob = OPS_ENCODER.encode(fx.ops)
         except Exception as exc:  # noqa: BLE001 - e.g. a number msgpack cannot carry
             return repr(exc)
+        self._note_closed_days(plan)
         args = [s.consumer_group, ids, self._ttl, self._session_ttl, self._log_gamma, blob,
                 consumer or "", *fx.blobs]
         self.apply(keys=fx.keys, args=args, client=pipe)
         return None
+
+    def _note_closed_days(self, plan: Plan) -> None:
+        """Days of closed sketches this plan changes (historical imports): their rollups go stale."""
+        now = int(time.time() * 1000)
+        for dn in plan.sketches:
+            day = day_of_number(dn)
+            if rollups.closed(self.settings, date.fromisoformat(day), now):
+                self._stale_rollups.add(day)
+
+    def _drop_stale_rollups(self) -> None:
+        """After the scripts ran: a read before this point may have rolled up the old sketch."""
+        if self._stale_rollups:
+            rollups.forget(self.redis, sorted(self._stale_rollups))
+            self._stale_rollups.clear()
 
     def _count_applied(self, label: str, applied: int, late: int) -> None:
         self.applied += applied

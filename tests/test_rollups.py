@@ -10,16 +10,20 @@ from datetime import date
 
 import pytest
 import redis
+from starlette.testclient import TestClient
+
+from aggregator.worker import Worker
+from collector.app import create_app
 
 from aggregator.backfill import backfill
 from kpi_api import queries
-from schemas import keyspace, profiles
+from schemas import keyspace, tokens
 from schemas.connection import open_async
 from schemas.days import DAY_MS
 from schemas.settings import Settings
 from schemas.sketch import Sketch
-from scripts.simulate import generate
-from tests.conftest import BACKENDS
+from scripts.simulate import batch, generate
+from tests.conftest import BACKENDS, JWT_SECRET
 from tests.kpi_helpers import HOUR, load, truth
 
 def read(settings: Settings, days: list[date], now_ms: int) -> list[Sketch]:
@@ -76,6 +80,36 @@ def test_rollups_answer_as_the_live_hashes_and_backfill_drops_them(
     assert r.exists(keyspace.session_rollup(days[-1].isoformat()))
     assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
     assert r.exists(keyspace.session_rollup(victim))
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_a_history_import_into_a_closed_day_drops_its_rollup(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    now = int(time.time() * 1000)
+    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
+
+    def send(events: list[dict]) -> None:
+        with TestClient(create_app(settings)) as c:
+            for i in range(0, len(events), 400):
+                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
+                              headers=admin).status_code == 202
+        Worker(r, settings, consumer="import").run(burst=True)
+
+    first = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
+    send(first)
+    t = truth(first)
+    days = sorted(date.fromisoformat(d) for d in t.durations)
+    got = read(settings, days, now)  # closed days: rolled up now
+    assert all(same(a, expected(t.durations[d.isoformat()])) for a, d in zip(got, days))
+    assert r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days]) == len(days)
+
+    more = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
+    send(more)
+    t = truth(first + more)
+    assert not r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days])
+    got = read(settings, days, now)
+    assert all(same(a, expected(t.durations[d.isoformat()])) for a, d in zip(got, days))
 
 
 def test_encoding_round_trips(rng: random.Random) -> None:
