@@ -7,6 +7,8 @@ per-shard, per-day hashes field-wise and estimate quantiles here. Relative error
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import accumulate
 
 import msgspec
 from collections.abc import Iterable, Mapping
@@ -88,6 +90,9 @@ class Sketch:
         self.sum_ms += sum_ms
         self.zero += zero
         b = self.buckets
+        if not b:  # the common case (one day's rollup): built in one pass, in index order
+            self.buckets = {i: c for i, c in zip(range(lo, lo + len(counts)), counts) if c}
+            return
         for i, c in enumerate(counts, lo):
             if c:
                 b[i] = b.get(i, 0) + c
@@ -99,14 +104,15 @@ class Sketch:
         if self.n == 0:
             return 0.0
         rank = q * (self.n - 1)
-        seen = self.zero
-        if rank < seen:
+        if rank < self.zero:
             return 0.0
-        for idx in sorted(self.buckets):
-            seen += self.buckets[idx]
-            if seen > rank:
-                return representative(idx)
-        return representative(max(self.buckets))
+        order = sorted(self.buckets)
+        if not order:
+            return 0.0
+        # the first bucket whose running total (after the zeros) exceeds the rank
+        seen = list(accumulate((self.buckets[i] for i in order), initial=self.zero))[1:]
+        at = bisect_right(seen, rank)
+        return representative(order[at] if at < len(order) else order[-1])
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -120,3 +120,14 @@ def test_encoding_round_trips(rng: random.Random) -> None:
     empty = Sketch()
     empty.absorb_encoded(Sketch().encode())
     assert same(empty, Sketch())
+
+
+def test_quantiles_of_a_decoded_rollup_are_within_alpha_of_the_exact_ones(rng: random.Random) -> None:
+    from schemas.sketch import ALPHA, exact_quantile
+    values = [rng.randrange(1, 6 * 3_600_000) for _ in range(5000)] + [0] * 50
+    back = Sketch()
+    back.absorb_encoded(expected(values).encode())
+    for q in (0.0, 0.01, 0.5, 0.95, 1.0):
+        want = exact_quantile(values, q)
+        got = back.quantile_ms(q)
+        assert (got == want == 0) or abs(got - want) <= ALPHA * want * 1.0001, (q, got, want)
