@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
+from datetime import date, timedelta
 
 import redis
 
@@ -102,4 +103,14 @@ def test_seed000_search_usage_and_server_heatmap(
         first_top = sorted({s for s, d in cells if d == first}, key=lambda s: (-cells[(s, first)], s))[:10]
         grid = page.eval_on_selector_all("#server-table tbody tr", TABLE)
         assert [(g[0], int(g[1])) for g in grid] == [(s, cells[(s, first)]) for s in first_top]
+
+        # a range over 31 days: the heatmap shows the last 31, one request per day
+        start = (date.fromisoformat(first) - timedelta(days=40)).isoformat()
+        page.fill("#start", start)
+        page.click("#apply")
+        page.wait_for_function("() => document.querySelector('#server-heatmap figcaption').textContent.includes('last 31')")
+        wait_state(page, "ready")
+        days = page.eval_on_selector_all("#server-table tbody tr:first-child td[data-date]",
+                                         "tds => tds.map(t => t.dataset.date)")
+        assert len(days) == 31 and days[-1] == first, days
         assert not errors, errors

@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   const API = "/internal/analytics/kpis";
+  const MAX_DAYS = 31;
   const $ = (id) => document.getElementById(id);
   const fmt = (v) => (v === null || v === undefined ? "suppressed (fewer than k)" : Number(v).toLocaleString());
 
@@ -58,13 +59,19 @@
     for (let t = Date.parse(start + "T00:00:00Z"); t <= Date.parse(end + "T00:00:00Z"); t += 86400000) {
       days.push(new Date(t).toISOString().slice(0, 10));
     }
+    // one request per day: at most the range's last MAX_DAYS days, so a long range stays under the rate limit
+    const shown = days.slice(-MAX_DAYS);
     const [range, ...perDay] = await Promise.all([
-      json(API + "/install-count/top?limit=10&" + q),
-      ...days.map((d) => json(API + "/install-count/top?limit=1000&start=" + d + "&end=" + d)),
+      json(API + "/install-count/top?limit=10&start=" + shown[0] + "&end=" + end),
+      ...shown.map((d) => json(API + "/install-count/top?limit=1000&start=" + d + "&end=" + d)),
     ]);
     if (stale()) return;
     const servers = range.rows.map((r) => r.key);
     const cell = (i, s) => { const r = perDay[i].rows.find((x) => x.key === s); return r ? r.value : 0; };
+    const clipped = days.length > shown.length;
+    days.splice(0, days.length, ...shown);
+    fig.querySelector("figcaption").textContent = "Installs per server and day (top servers by installs"
+      + (clipped ? ", the range's last " + MAX_DAYS + " days)" : ")");
     const grid = servers.map((s) => days.map((_, i) => cell(i, s)));
     const max = Math.max(1, ...grid.flat().map((v) => v || 0));
     const head = fig.querySelector("thead tr");
