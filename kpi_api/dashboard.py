@@ -23,7 +23,7 @@ VENDOR = {
     "chartjs-chart-matrix.min.js": ("chartjs-chart-matrix", "dist/chartjs-chart-matrix.min.js"),
 }
 OWN = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml",
-       "privacy.js": "text/javascript"}
+       "privacy.js": "text/javascript", "seed000_panels.js": "text/javascript"}
 
 
 def node_modules(configured: str) -> Path:

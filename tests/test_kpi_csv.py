@@ -26,7 +26,7 @@ from tests.test_profiles import HOUR, _day, send_and_apply, truth
 
 KPIS = "/internal/analytics/kpis"
 HEADERS = {
-    "seed000": ["date", "total_searches", "unique_searches", "installs", "install_count", "active_servers",
+    "seed000": ["date", "total_searches", "unique_searches", "search_results", "installs", "install_count", "active_servers",
                 "active_users", "events", "weekly_active_villages", "monthly_active_villages"],
     "seed003": ["date", "daily_active_villages", "session_duration_avg_s", "session_duration_p50_s",
                 "session_duration_p95_s", "village_retention_d1", "village_retention_d7",

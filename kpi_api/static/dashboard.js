@@ -222,6 +222,7 @@
       return tr;
     }));
     await cohortTable(listing, q, id);
+    if (window.seed000Panels) await window.seed000Panels.render(listing, q, () => id !== state.loads, json);
   }
 
   // The cohort table of a retention KPI: one row per day D, one column per offset N (D+N).
@@ -276,6 +277,7 @@
   $("trend-kpi").addEventListener("change", load);
   $("top-kpi").addEventListener("change", load);
   $("retention-kpi").addEventListener("change", load);
+  $("search-platform").addEventListener("change", load);
   $("save-token").addEventListener("click", () => { localStorage.setItem(TOKEN_KEY, $("token").value.trim()); $("token").value = ""; load(); });
   state.load = load;
   defaultRange();
