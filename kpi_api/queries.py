@@ -113,7 +113,7 @@ async def sketches_per_day(
     stored = dict(zip(shut, await r.mget([keyspace.session_rollup(d.isoformat()) for d in shut]))) if shut else {}
     out: dict[date, Sketch] = {}
     for d, blob in stored.items():
-        if blob is not None:
+        if blob:  # neither missing nor rollups.STALE
             sk = out[d] = Sketch()
             sk.absorb_encoded(blob)
     live = [d for d in days if d not in out]
@@ -124,11 +124,12 @@ async def sketches_per_day(
             sk = out[d] = Sketch()
             for h in hashes:
                 sk.merge(h)
-        fill = [d for d in live if d in stored]
+        fill = [d for d in live if d in stored and stored[d] is None]
         if fill:
             async with r.pipeline(transaction=False) as pipe:
                 for d in fill:
-                    pipe.set(keyspace.session_rollup(d.isoformat()), out[d].encode(), ex=rollups.ttl_seconds(s))
+                    pipe.set(keyspace.session_rollup(d.isoformat()), out[d].encode(),
+                             ex=rollups.ttl_seconds(s), nx=True)
                 await pipe.execute()
     return [out[d] for d in days]
 

@@ -5,7 +5,7 @@ ordinary event or session pairing can change its sketch any more. The first read
 merges its per-shard hashes and stores the merged sketch as one compact value
 (``keyspace.session_rollup``); later reads of a range fetch all its closed days in one MGET
 (one slot: shard 0's hash tag) and read only the open days live. Backfill and the history import
-delete the rollups of the days they change (``forget``)."""
+mark the rollups of the days they change stale (``forget``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,16 @@ def ttl_seconds(s: Settings) -> int:
     return s.metrics_retention_days * 86400
 
 
+# What ``forget`` leaves for a while instead of a rollup: reads go live and, as they write rollups
+# with SET NX, a read that fetched the hashes before the change cannot store its stale merge.
+STALE = b""
+STALE_SECONDS = 60
+
+
 def forget(client: redis.Redis, days: list[str]) -> None:
-    """Drop the rollups of ``days`` (they are rebuilt from the hashes on the next read)."""
+    """Mark the rollups of ``days`` stale (rebuilt from the hashes by a read after STALE_SECONDS)."""
     if days:
-        client.delete(*[keyspace.session_rollup(d) for d in days])
+        pipe = client.pipeline(transaction=False)
+        for d in days:
+            pipe.set(keyspace.session_rollup(d), STALE, ex=STALE_SECONDS)
+        pipe.execute()

@@ -17,7 +17,7 @@ from collector.app import create_app
 
 from aggregator.backfill import backfill
 from kpi_api import queries
-from schemas import keyspace, tokens
+from schemas import keyspace, rollups, tokens
 from schemas.connection import open_async
 from schemas.days import DAY_MS
 from schemas.settings import Settings
@@ -76,10 +76,17 @@ def test_rollups_answer_as_the_live_hashes_and_backfill_drops_them(
 
     # backfill of the damaged day rebuilds the hash and drops its rollup; others stay
     backfill(r, settings, days[0], days[0])
-    assert not r.exists(keyspace.session_rollup(victim))
-    assert r.exists(keyspace.session_rollup(days[-1].isoformat()))
+    assert r.get(keyspace.session_rollup(victim)) == rollups.STALE
+    assert r.get(keyspace.session_rollup(days[-1].isoformat()))
+    # while marked stale, reads go live and store nothing (a read that fetched the hashes before
+    # the rebuild cannot store its merge over the mark: SET NX)
     assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
-    assert r.exists(keyspace.session_rollup(victim))
+    assert r.get(keyspace.session_rollup(victim)) == rollups.STALE
+    assert 0 < r.ttl(keyspace.session_rollup(victim)) <= rollups.STALE_SECONDS
+    r.delete(keyspace.session_rollup(victim))  # the mark expired
+    assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
+    assert r.get(keyspace.session_rollup(victim))
+    assert all(same(a, b) for a, b in zip(read(settings, days, later), truths))
 
 
 @pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
@@ -107,7 +114,7 @@ def test_a_history_import_into_a_closed_day_drops_its_rollup(
     more = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
     send(more)
     t = truth(first + more)
-    assert not r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days])
+    assert r.mget([keyspace.session_rollup(d.isoformat()) for d in days]) == [rollups.STALE] * len(days)
     got = read(settings, days, now)
     assert all(same(a, expected(t.durations[d.isoformat()])) for a, d in zip(got, days))
 
