@@ -8,7 +8,6 @@ Nothing here logs a body, an identifier or an address.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import time
 from dataclasses import dataclass, field
@@ -198,7 +197,7 @@ async def accept_parts(
             ))
         outcome.rejections.sort(key=lambda r: r.index)
         flags = await state.store.write(outcome.by_shard, outcome.rejections)
-    except (redis.RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         return store_unavailable(exc)
     return _tally(outcome, flags, len(events) + len(refused))
 

@@ -163,38 +163,19 @@ class EventStore:
         # node written (they wait for that connection's writes), in the same round trip.
         waits = self._waits(calls)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, numkeys, args in calls:
-                # execute_command: the cluster pipeline refuses its evalsha method
-                pipe.execute_command("EVALSHA", sha, numkeys, *args)
-            for rej in rejections:
-                pipe.xadd(
-                    keyspace.DEAD_LETTER,
-                    {"r": msgspec.json.encode(rej)},
-                    maxlen=self.settings.deadletter_maxlen,
-                    approximate=True,
-                )
-            for command, node in waits:
-                if node is None:
-                    pipe.execute_command(*command)
-                else:
-                    pipe.execute_command(*command, target_nodes=node)
+            self._queue(pipe, sha, calls, waits, rejections)
             results = await pipe.execute(raise_on_error=False)
         missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
         if missing:
             await self.redis.script_load(APPEND_LUA)
             retried = [calls[i] for i in missing]
+            retried_waits = self._waits(retried)
             async with self.redis.pipeline(transaction=False) as pipe:
-                for _, numkeys, args in retried:
-                    pipe.execute_command("EVALSHA", sha, numkeys, *args)
-                for command, node in self._waits(retried):
-                    if node is None:
-                        pipe.execute_command(*command)
-                    else:
-                        pipe.execute_command(*command, target_nodes=node)
+                self._queue(pipe, sha, retried, retried_waits)
                 again = await pipe.execute(raise_on_error=False)
             for i, result in zip(missing, again):
                 results[i] = result
-            self._check_waits(retried, self._waits(retried), again[len(retried):])
+            self._check_waits(retried, retried_waits, again[len(retried):])
         for result in results[: len(calls) + len(rejections)]:
             if isinstance(result, Exception):
                 raise result
@@ -203,6 +184,27 @@ class EventStore:
         for (shard, _, _), result in zip(calls, results):
             flags.setdefault(shard, []).extend(int(f) for f in result)
         return flags
+
+    def _queue(
+        self, pipe: Any, sha: str, calls: list[tuple[int, int, list[Any]]],
+        waits: list[tuple[tuple[Any, ...], Any]], rejections: list[Rejection] | tuple[()] = (),
+    ) -> None:
+        """Queue the appends, the rejections' dead-letter copies, then the durability waits."""
+        for _, numkeys, args in calls:
+            # execute_command: the cluster pipeline refuses its evalsha method
+            pipe.execute_command("EVALSHA", sha, numkeys, *args)
+        for rej in rejections:
+            pipe.xadd(
+                keyspace.DEAD_LETTER,
+                {"r": msgspec.json.encode(rej)},
+                maxlen=self.settings.deadletter_maxlen,
+                approximate=True,
+            )
+        for command, node in waits:
+            if node is None:
+                pipe.execute_command(*command)
+            else:
+                pipe.execute_command(*command, target_nodes=node)
 
     def _waits(self, calls: list[tuple[int, int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:
         """The WAIT / WAITAOF commands after these appends: once on a single node, once per

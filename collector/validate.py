@@ -13,6 +13,7 @@ after sanitisation. The hot path thus decodes each valid event exactly once.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,20 +114,26 @@ class Validator:
         if fast is not None:
             return fast
         out = Outcome()
-        for index, raw in enumerate(raw_events):
+        await self._each(out, range(len(raw_events)), raw_events, received_ms, skew_ms, historical, client, sizes)
+        return out
+
+    async def _each(
+        self, out: Outcome, indices: Iterable[int], raw_events: list[msgspec.Raw], received_ms: int,
+        skew_ms: int, historical: bool, client: dict[str, str] | None, sizes: list[int] | None,
+    ) -> None:
+        """The per-event path for these events: each stored into ``out`` or rejected."""
+        oldest = received_ms - self.settings.late_window_ms  # the workers' is_late rule
+        for index in indices:
+            raw = raw_events[index]
             size = None if sizes is None else sizes[index]
             checked = await self.check(index, raw, received_ms, skew_ms, size=size)
             if checked.stored is not None:
                 checked.stored.historical = historical
                 checked.stored.client = client
-                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
+                late = not historical and checked.stored.ts < oldest
+                out.add(checked.shard, encoded(checked.stored), late)
                 continue
             out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
-        return out
-
-    def _late(self, ts: int, received_ms: int, historical: bool) -> bool:
-        """Past the late window on arrival (the workers' rule, ``aggregator.effects.is_late``)."""
-        return not historical and ts < received_ms - self.settings.late_window_ms
 
     async def _batch(
         self, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int, historical: bool,
@@ -246,16 +253,8 @@ class Validator:
             bucket.append(item)
         self._grew(grown)
         out = Outcome(by_shard=by_shard, late=late)
-        for index in future:
-            raw = raw_events[index]
-            size = None if sizes is None else sizes[index]
-            checked = await self.check(index, raw, received_ms, skew_ms, size=size)
-            if checked.stored is not None:  # not reached: the same check rejects it
-                checked.stored.historical = historical
-                checked.stored.client = client
-                out.add(checked.shard, encoded(checked.stored), self._late(checked.stored.ts, received_ms, historical))
-                continue
-            out.rejections.append(await self.rejection(index, raw, checked, received_ms, skew_ms))
+        # the per-event path words the future events' rejections (the same check rejects them)
+        await self._each(out, future, raw_events, received_ms, skew_ms, historical, client, sizes)
         return out
 
     def _memos(self, salt: bytes) -> tuple[dict[str, tuple[str, int]], dict[int, str]]:
