@@ -26,7 +26,7 @@ from aggregator.worker import OPS_ENCODER, pending_total
 from infra.progress import Progress
 from schemas import keyspace, profiles, rollups
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.days import day_of_ms, days_between
 from schemas.kpis import Kpi
 from schemas.settings import Settings

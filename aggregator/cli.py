@@ -18,7 +18,7 @@ from aggregator import metrics
 from aggregator.health import stale_workers
 from aggregator.supervisor import Supervisor
 from aggregator.worker import Worker, default_consumer_name
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.settings import Settings
 
 

@@ -29,7 +29,7 @@ from aggregator.archive import EVENTS, REJECTIONS, Archive, open_archive, row_ev
 from aggregator.subjects import Subject, subject
 from schemas import keyspace
 from schemas.catalog import StoredEvent
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.settings import Settings
 
 AUDIT_MAXLEN = 100_000

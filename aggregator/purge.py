@@ -37,7 +37,7 @@ from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_arch
 from infra.progress import Progress
 from schemas import adjusted, keyspace
 from schemas.catalog import StoredEvent
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.days import DAY_MS, day_of_ms
 from schemas.settings import Settings
 

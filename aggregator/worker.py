@@ -33,7 +33,7 @@ from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
 from schemas import adjusted, keyspace, profiles, rollups
-from schemas.connection import RETRYABLE, is_cluster, node_client, refresh
+from infra.connection import RETRYABLE, is_cluster, node_client, refresh
 from schemas.days import day_of_number
 from schemas.settings import Settings
 from schemas.sketch import LOG_GAMMA

@@ -23,8 +23,8 @@ from collector.sdk_asset import sdk_js
 from collector.segment_api import routes as segment_routes
 from collector.store import EventStore
 from collector.validate import Validator
-from schemas.connection import open_async
-from schemas.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
+from infra.connection import open_async
+from infra.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
 

@@ -9,8 +9,8 @@ import hmac
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas import tokens
-from schemas.service import error
+from infra import tokens
+from infra.service import error
 from schemas.settings import Settings
 
 

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aredis
 
 from schemas import keyspace
-from schemas.connection import ainfo_primaries
+from infra.connection import ainfo_primaries
 from schemas.settings import Settings
 
 RETRY_AFTER_S = 5  # long enough for workers to drain a few batches, short for an SDK's backoff

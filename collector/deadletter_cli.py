@@ -14,7 +14,7 @@ import sys
 
 from collector import deadletter
 from infra.progress import Progress
-from schemas.connection import open_async
+from infra.connection import open_async
 from schemas.settings import Settings
 
 

@@ -28,7 +28,7 @@ from collector.validate import Checked, Outcome
 from schemas import keyspace
 from schemas.catalog import Batch
 from schemas.days import to_ms
-from schemas.service import error
+from infra.service import error
 from schemas.settings import Settings
 
 log = logging.getLogger("collector.ingest")

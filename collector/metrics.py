@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.service import metrics_denied
+from infra.service import metrics_denied
 
 ACCEPTED = Counter("collector_events_accepted_total", "Events stored in the stream")
 DUPLICATES = Counter("collector_events_duplicate_total", "Events answered as duplicates")

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from schemas import __version__
 from schemas import profiles
 from schemas.catalog import Batch, Event
-from schemas.service import openapi_paths
+from infra.service import openapi_paths
 
 
 class RejectedEvent(msgspec.Struct):

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from collector.auth import admin_only
 from schemas import keyspace
 from schemas.catalog import StoredEvent
-from schemas.service import error
+from infra.service import error
 
 _DECODE = msgspec.msgpack.Decoder(StoredEvent)
 FIELDS = StoredEvent.__struct_fields__

@@ -17,7 +17,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.service import error
+from infra.service import error
 
 SDK_DIR = Path(__file__).resolve().parent.parent / "sdk" / "js"
 BUILT = {"/sdk.js": ("sdk.js", "text/javascript; charset=utf-8"),

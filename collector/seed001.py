@@ -23,10 +23,10 @@ from starlette.routing import Route
 
 from collector import openapi
 from collector.ingest import accept, admit, read_json
-from schemas import tokens
+from infra import tokens
 from schemas.catalog import Timestamp
 from schemas.days import to_ms
-from schemas.service import error, healthz
+from infra.service import error, healthz
 
 PREFIX = "/api/analytics"
 # the namespace of the derived event ids (uuid5): fixed, so every collector derives the same id

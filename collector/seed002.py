@@ -24,8 +24,8 @@ from starlette.routing import Route
 from collector import openapi
 from collector.client_info import client_info
 from collector.ingest import accept, admit, read_json
-from schemas import tokens
-from schemas.service import error
+from infra import tokens
+from infra.service import error
 
 PATH = "/api/v1/analytics/events/"
 APP_VERSION = "unknown"  # the seed's events carry no app version

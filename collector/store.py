@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
 from schemas import adjusted, keyspace
-from schemas.connection import is_cluster
+from infra.connection import is_cluster
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 

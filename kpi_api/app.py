@@ -14,8 +14,8 @@ from kpi_api import adjustable, dashboard, privacy_report, reports, routes, subj
 from kpi_api.metrics import LATENCY, metrics
 from kpi_api.openapi import openapi
 from kpi_api.cache import Clock, TTLCache
-from schemas.connection import open_async
-from schemas.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
+from infra.connection import open_async
+from infra.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
 

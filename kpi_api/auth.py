@@ -17,8 +17,9 @@ from starlette.responses import Response
 
 from kpi_api import metrics, overrides
 from kpi_api.errors import HTTPError
-from schemas import keyspace, tokens
-from schemas.service import error
+from infra import tokens
+from schemas import keyspace
+from infra.service import error
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from schemas.service import error
+from infra.service import error
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = {

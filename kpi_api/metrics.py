@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.requests import Request
 from starlette.responses import Response
 
-from schemas.service import metrics_denied
+from infra.service import metrics_denied
 
 LATENCY = Histogram(
     "kpi_api_request_seconds",

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from schemas import __version__
-from schemas.service import openapi_paths
+from infra.service import openapi_paths
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/dashboard", "/dashboard/privacy",
                     "/dashboard/assets/{name}"})

@@ -22,7 +22,7 @@ from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
 from kpi_api.routes import cached
 from schemas import profiles
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.kpis import ACTOR_FIELDS
 
 FIELD = re.compile(r"^[A-Za-z0-9_]{1,64}$")

@@ -23,7 +23,7 @@ from aggregator.archive import open_archive
 from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
 from kpi_api.params import parse_date, positive_int
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.days import day_start_ms
 
 MAX_ID = 128  # the catalog's ActorId

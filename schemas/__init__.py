@@ -1,4 +1,4 @@
-"""The contract shared by every process: event catalog, keyspace, settings, sketch, tokens."""
+"""The contract shared by every process: event catalog, keyspace, settings, KPI declarations, sketch."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--redis-url", help="use this server (it is FLUSHED) instead of a private one")
     args = p.parse_args(argv)
-    from schemas import tokens
+    from infra import tokens
     from schemas.sketch import exact_quantile
 
     day = datetime.now(timezone.utc).date() - timedelta(days=1)

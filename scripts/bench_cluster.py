@@ -26,7 +26,7 @@ from typing import Any
 
 from aggregator.backlog import pending_total
 from schemas import keyspace
-from schemas.connection import embedded_server, open_sync
+from infra.connection import embedded_server, open_sync
 from schemas.settings import Settings
 from scripts import bench_common as bc
 from scripts.bench_ingest import WRK_LUA, ceilings, run_wrk

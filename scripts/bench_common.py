@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from schemas.connection import embedded_server
+from infra.connection import embedded_server
 from scripts.simulate import generate
 
 WRITE_KEY = "bench-write-key"

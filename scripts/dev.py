@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from schemas import tokens
+from infra import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("ANALYTICS_RUN_DIR") or ROOT / ".run")  # the demo's data, secret, env file

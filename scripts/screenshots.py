@@ -24,8 +24,9 @@ from starlette.testclient import TestClient
 
 import collector.app
 from aggregator.worker import Worker
-from schemas import profiles, tokens
-from schemas.connection import open_sync
+from infra import tokens
+from schemas import profiles
+from infra.connection import open_sync
 from schemas.settings import Settings
 from scripts.dev import base_port, wait_healthy
 from scripts.seed_traffic import profile_events

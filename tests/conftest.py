@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from schemas.connection import embedded_server, open_sync
+from infra.connection import embedded_server, open_sync
 from schemas.settings import Settings
 from tests.cluster import Cluster
 

@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 
 import collector.app
 from aggregator.worker import Worker
-from schemas.connection import open_sync
-from schemas import tokens
+from infra.connection import open_sync
+from infra import tokens
 from schemas.settings import Settings
 from scripts.simulate import batch
 from tests.conftest import JWT_SECRET, WRITE_KEY

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from schemas import tokens
+from infra import tokens
 from tests.conftest import JWT_SECRET
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",

@@ -15,7 +15,7 @@ import time
 import httpx
 import redis
 
-from schemas import tokens
+from infra import tokens
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import batch, generate

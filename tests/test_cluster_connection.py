@@ -16,7 +16,7 @@ from redis.cluster import RedisCluster
 
 from schemas import keyspace
 from schemas.catalog import STORED_LIST_DECODER
-from schemas.connection import open_async, open_sync, split_cluster_url
+from infra.connection import open_async, open_sync, split_cluster_url
 from schemas.settings import Settings
 from scripts.simulate import generate
 from tests import services

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from schemas import keyspace
-from schemas.connection import open_sync
+from infra.connection import open_sync
 from schemas.settings import Settings
 from scripts.simulate import generate
 from tests import services

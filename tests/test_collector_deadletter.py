@@ -84,7 +84,7 @@ def test_replay_after_a_catalog_fix_and_of_a_worker_poison_entry(env, r, rng, mo
     import asyncio
 
     from collector import deadletter
-    from schemas.connection import open_async
+    from infra.connection import open_async
 
     async def go():
         client_ = await open_async(settings.redis_url)

@@ -14,7 +14,8 @@ import msgspec
 import pytest
 
 from collector.sanitize import MAX_ITEMS, MAX_STRING, sanitize
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.days import to_ms
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.test_collector_support import (

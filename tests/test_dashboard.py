@@ -18,7 +18,8 @@ import httpx
 import pytest
 import redis
 
-from schemas import profiles, tokens
+from infra import tokens
+from schemas import profiles
 from schemas.settings import Settings
 from scripts.seed_traffic import profile_events
 from scripts.simulate import generate

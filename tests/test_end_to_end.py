@@ -14,7 +14,8 @@ import httpx
 import pytest
 import redis
 
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from starlette.testclient import TestClient
 
 from collector.app import create_app
-from schemas import tokens
+from infra import tokens
 from schemas.catalog import CATALOG
 from schemas.settings import Settings
 from tests.conftest import JWT_SECRET, WRITE_KEY

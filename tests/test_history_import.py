@@ -14,7 +14,8 @@ from starlette.testclient import TestClient
 from aggregator.worker import Worker, pending_total
 from collector import import_cli
 from collector.app import create_app
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.settings import Settings
 from scripts.simulate import batch, generate
 from tests import services

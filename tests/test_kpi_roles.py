@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kpi_api.app import create_app
-from schemas import tokens
+from infra import tokens
 from schemas.settings import Settings
 from tests import services
 from tests.conftest import JWT_SECRET

@@ -23,7 +23,8 @@ import redis
 
 from aggregator import places, purge
 from aggregator.archive import Archive
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.catalog import STORED_ENCODER
 from schemas.days import DAY_MS, day_of_ms, day_start_ms
 from schemas.settings import Settings

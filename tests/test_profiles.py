@@ -16,7 +16,8 @@ from aggregator.worker import Worker
 from collector.app import create_app
 from kinds import retention
 from kpi_api.app import create_app as kpi_app
-from schemas import profiles, tokens
+from infra import tokens
+from schemas import profiles
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 from schemas.sketch import exact_quantile

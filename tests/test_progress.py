@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.settings import Settings
 from scripts.simulate import batch, generate
 from tests import services

@@ -17,8 +17,9 @@ from collector.app import create_app
 
 from aggregator.backfill import backfill
 from kpi_api import queries
-from schemas import keyspace, rollups, tokens
-from schemas.connection import open_async
+from infra import tokens
+from schemas import keyspace, rollups
+from infra.connection import open_async
 from schemas.days import DAY_MS
 from schemas.settings import Settings
 from schemas.sketch import Sketch

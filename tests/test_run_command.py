@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from schemas import tokens
+from infra import tokens
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

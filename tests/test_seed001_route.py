@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from collector.app import create_app
 from collector.seed001 import content_id
-from schemas import tokens
+from infra import tokens
 from schemas.settings import Settings
 from tests import services
 from tests.conftest import JWT_SECRET, WRITE_KEY

@@ -19,7 +19,8 @@ import redis
 from starlette.testclient import TestClient
 
 from collector.app import create_app
-from schemas import keyspace, tokens
+from infra import tokens
+from schemas import keyspace
 from schemas.settings import Settings
 from tests import services
 from tests.conftest import JWT_SECRET, WRITE_KEY

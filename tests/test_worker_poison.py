@@ -109,7 +109,7 @@ def test_the_operator_lists_and_replays_a_workers_poison_entry(
 
     from aggregator import worker
     from collector import deadletter
-    from schemas.connection import open_async
+    from infra.connection import open_async
 
     class Bug:  # a worker release that cannot read the entries
         def decode(self, data: bytes) -> object:

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import __version__
-from schemas.connection import acheck_ready
+from infra.connection import acheck_ready
 
 
 def error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Response:
