@@ -24,7 +24,8 @@ import redis
 from aggregator.effects import build, is_late
 from aggregator.worker import OPS_ENCODER, pending_total
 from infra.progress import Progress
-from schemas import keyspace, profiles, rollups
+from kinds import rollups
+from schemas import keyspace, profiles
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from infra.connection import open_sync
 from schemas.days import day_of_ms, days_between

@@ -32,7 +32,8 @@ from aggregator.archive import open_archive
 from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
-from schemas import adjusted, keyspace, profiles, rollups
+from kinds import rollups
+from schemas import adjusted, keyspace, profiles
 from infra.connection import RETRYABLE, is_cluster, node_client, refresh
 from schemas.days import day_of_number
 from schemas.settings import Settings

@@ -10,6 +10,16 @@ Two hash layouts, both encoded and parsed here only:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+import redis.asyncio as aredis
+
+from kinds import uniques
+from kinds.base import Query, Row, day_bounds, per_day, summed_hashes, suppress
+from schemas import keyspace
+from schemas.kpis import Kpi
+from schemas.settings import Settings
 
 HOUR_SEP = "@"
 DIM_SEP = "="
@@ -44,3 +54,108 @@ def by_dimension(fields: Mapping[str, int], dimension: str) -> dict[str, int]:
     """The counts of one dimension's values in a count KPI's (merged) hash."""
     prefix = dimension + DIM_SEP
     return {f[len(prefix):]: v for f, v in fields.items() if f.startswith(prefix)}
+
+
+# -- reads -------------------------------------------------------------------------------------
+# A count reads the base counters (any day or hour, by event name) unless it is broken down by one
+# of its own dimensions, which only its own hash keeps, per day.
+TOTAL_MEANS = "events in the range"
+
+
+def total_means(kpi: Kpi) -> str:
+    """What the range total means (the summary's ``total_means``)."""
+    return TOTAL_MEANS
+BASE_DIMENSION = "event_name"
+
+
+def own_breakdown(group_by: str | None) -> bool:
+    """Whether a breakdown is read from the KPI's own hash (per day only), not the base counters."""
+    return group_by is not None and group_by != BASE_DIMENSION
+
+
+def _names(kpi: Kpi, counters: Mapping[str, int], only: str | None) -> dict[str, int]:
+    """The day's totals of the events the KPI counts (optionally one of them)."""
+    return {n: v for n, v in totals(counters, only).items() if kpi.matches(n)}
+
+
+async def counters_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[dict[str, int]]:
+    """Every base-counter field (``<event>`` and ``<event>@<HH>``) of each day, summed over shards."""
+    return await summed_hashes(r, s, days, keyspace.counts)
+
+
+async def _daily_of(r: aredis.Redis, s: Settings, events: tuple[str, ...], days: list[date]) -> list[int]:
+    """Each day's total of a few named events: one HMGET per shard and day, not the whole hash."""
+    replies = await per_day(r, s, days, lambda p, shard, d: p.hmget(keyspace.counts(shard, d.isoformat()), events))
+    return [sum(int(v or 0) for reply in shards for v in reply) for shards in replies]
+
+
+async def _own(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    """Rows ``{date, <dimension>, value}`` from the KPI's own hash, the ``limit`` largest groups."""
+    dim, days = q.group_by or "", q.days
+    hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
+    per_day_ = [by_dimension(h, dim) for h in hashes]
+    grand: dict[str, int] = {}
+    for h in per_day_:
+        for g, v in h.items():
+            grand[g] = grand.get(g, 0) + v
+    groups = sorted(grand, key=lambda g: (-grand[g], g))[: q.limit]
+    return [{"date": d.isoformat(), dim: g, "value": h.get(g, 0)}
+            for d, h in zip(days, per_day_) for g in sorted(groups)]
+
+
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    kpi, days = q.kpi, q.days
+    k = s.kpi_min_group_size
+    if own_breakdown(q.group_by):
+        rows = await _own(r, s, q)
+        return suppress(rows, day_bounds(rows, days, await uniques.actors_per_day(r, s, days)), k)
+    if q.granularity == "day" and q.group_by is None and kpi.events and q.event_name is None:
+        values = await _daily_of(r, s, kpi.events, days)
+        return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
+    counters = await counters_per_day(r, s, days)
+    names: dict[str, int] = {}
+    for c in counters:
+        for name, v in _names(kpi, c, q.event_name).items():
+            names[name] = names.get(name, 0) + v
+    groups = sorted(sorted(names, key=lambda n: (-names[n], n))[: q.limit])
+    hours: list[int | None] = list(range(24)) if q.granularity == "hour" else [None]
+    rows: list[Row] = []
+    for d, c in zip(days, counters):
+        for h in hours:
+            base: Row = {"date": d.isoformat()} if h is None else {"date": d.isoformat(), "hour": h}
+
+            def value(events: Iterable[str], c: dict[str, int] = c, h: int | None = h) -> int:
+                return sum(c.get(n, 0) for n in events) if h is None else hourly(c, events, h)
+
+            if q.group_by is None:
+                rows.append({**base, "value": value(names or kpi.events)})
+            else:
+                rows.extend({**base, q.group_by: n, "value": value((n,))} for n in groups)
+    if q.granularity == "day" and q.group_by is None:
+        return rows
+    return suppress(rows, day_bounds(rows, days, await uniques.actors_per_day(r, s, days)), k)
+
+
+async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
+    if q.event_name is None and q.kpi.events:
+        return sum(await _daily_of(r, s, q.kpi.events, days))
+    return sum(sum(_names(q.kpi, c, q.event_name).values()) for c in await counters_per_day(r, s, days))
+
+
+async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
+    """Events by weekday (0 = Monday) and UTC hour over the range, from the hourly counters."""
+    days = q.days
+    counters = await counters_per_day(r, s, days)
+    actors = await uniques.actors_per_day(r, s, days)
+    cells = [[0] * 24 for _ in range(7)]
+    bound = [0] * 7
+    for d, c, u in zip(days, counters, actors):
+        wd = d.weekday()
+        bound[wd] += u
+        wanted = list(_names(q.kpi, c, q.event_name)) or list(q.kpi.events)
+        for h in range(24):
+            cells[wd][h] += hourly(c, wanted, h)
+    rows = [{"weekday": wd, "hour": h, "value": cells[wd][h]} for wd in range(7) for h in range(24)]
+    rows = suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
+    return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,
+            "max": max((row["value"] or 0 for row in rows), default=0)}

@@ -25,17 +25,24 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
-from typing import Any
 
 import redis.asyncio as aredis
 
+from kinds.base import Query, Row
 from schemas import keyspace
 from schemas.days import days_between
+from schemas.kpis import Kpi
 from schemas.settings import Settings
 
-Row = dict[str, Any]
 TOTAL, NEW = "total_actors", "new_actors"
 KINDS = (TOTAL, NEW)
+TOTAL_MEANS = {TOTAL: "the value on the range's last day: distinct actors seen up to it",
+               NEW: "actors first seen within the range"}
+
+
+def total_means(kpi: Kpi) -> str:
+    """What the range total means (the summary's ``total_means``)."""
+    return TOTAL_MEANS[kpi.kind]
 HLL_STD_ERROR = 1.04 / math.sqrt(16384)
 
 
@@ -70,8 +77,9 @@ async def totals(r: aredis.Redis, s: Settings, days: list[date], today: date) ->
     return [by_day.get(d, 0) for d in days]
 
 
-async def read(r: aredis.Redis, s: Settings, kind: str, days: list[date], today: date) -> list[Row]:
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     """``[{"date", "value"}]``: actors seen up to each day (``total_actors``) or first seen on it."""
+    kind, days, today = q.kpi.kind, q.days, q.now()
     if not days:
         return []
     if kind == TOTAL:
@@ -82,8 +90,9 @@ async def read(r: aredis.Redis, s: Settings, kind: str, days: list[date], today:
     return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
 
 
-async def total(r: aredis.Redis, s: Settings, kind: str, days: list[date], today: date) -> int:
+async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
     """The range's value: the total on its last day, or the actors first seen within it."""
+    kind, today = q.kpi.kind, q.now()
     if not days:
         return 0
     if kind == TOTAL:

@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
-from typing import Any
 
 import redis.asyncio as aredis
 
+from kinds.base import Query, Row
 from schemas import keyspace
+from schemas.kpis import Kpi
 from schemas.settings import Settings
 
-Row = dict[str, Any]
+TOTAL_MEANS = "actors retained over actors in every cohort of the range whose day D+N has come"
+
+
+def total_means(kpi: Kpi) -> str:
+    """What the range total means (the summary's ``total_means``)."""
+    return TOTAL_MEANS
 AFTER = (1, 7, 30)  # the offsets the dashboard's cohort table shows
 MAX_AFTER = 365
 HLL_STD_ERROR = 1.04 / math.sqrt(16384)
@@ -72,15 +78,15 @@ async def counts(
     return [by_day.get(d) for d in days]
 
 
-async def read(r: aredis.Redis, s: Settings, days: list[date], after: int, today: date) -> list[Row]:
-    """``[{"date", "value"}]``: the share of each day's actors active again ``after`` days later."""
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    """``[{"date", "value"}]``: the share of each day's actors active again ``q.after`` days later."""
     out: list[Row] = []
-    for d, parts in zip(days, await counts(r, s, days, after, today)):
+    for d, parts in zip(q.days, await counts(r, s, q.days, q.after, q.now())):
         out.append({"date": d.isoformat(), "value": None if parts is None else share(parts)[0]})
     return out
 
 
-async def total(r: aredis.Redis, s: Settings, days: list[date], after: int, today: date) -> float | None:
+async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> float | None:
     """The range's retention: actors retained over actors in every due cohort (cohort-weighted)."""
-    every = [p for parts in await counts(r, s, days, after, today) if parts for p in parts]
+    every = [p for parts in await counts(r, s, days, q.after, q.now()) if parts for p in parts]
     return share(every)[0]

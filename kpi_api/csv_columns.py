@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from kinds import retention
-from kpi_api.kpis import KPI, METRICS, Query
+from kinds.base import Query
+from kinds.session import METRICS
 from schemas import profiles
+from schemas.kpis import Kpi
 
 ROLLING = ("weekly-active-villages", "monthly-active-villages")
 
@@ -26,16 +27,15 @@ class Column:
     metric: str = "avg"  # session KPIs
     after: int | None = None  # retention KPIs
 
-    def query(self, kpi: KPI, start: date, end: date, today: date) -> Query:
-        extra: dict[str, Any] = {"after": self.after, "today": today} if self.after else {}
-        return Query(kpi, start, end, metric=self.metric, **extra)
+    def query(self, kpi: Kpi, start: date, end: date, today: date) -> Query:
+        return Query(kpi, start, end, metric=self.metric, after=self.after or 1, today=today)
 
 
 def _header(name: str) -> str:
     return name.replace("-", "_")
 
 
-def columns(profile: str, known: dict[str, KPI]) -> list[Column]:
+def columns(profile: str, known: dict[str, Kpi]) -> list[Column]:
     """The export's columns under ``profile``, of the KPIs it serves (``known``)."""
     out: list[Column] = []
     for spec in profiles.load(profile).kpis:

@@ -53,7 +53,7 @@ def choice(request: Request, name: str, allowed: tuple[str, ...], default: str |
     return raw
 
 
-def positive_int(request: Request, name: str, default: int | None, maximum: int) -> int | None:
+def positive_int(request: Request, name: str, default: int | None, maximum: int, minimum: int = 1) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -61,6 +61,6 @@ def positive_int(request: Request, name: str, default: int | None, maximum: int)
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name}={raw!r} is not an integer") from None
-    if not 1 <= value <= maximum:
-        raise BadRequest(f"{name}={value} is out of range 1..{maximum}")
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name}={value} is out of range {minimum}..{maximum}")
     return value

@@ -16,8 +16,9 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from kinds import count
-from kpi_api import declared, export, kpis, params, privacy, queries
+from kinds import count, uniques
+from kinds.base import suppress
+from kpi_api import export, kpis, params
 from kpi_api.auth import ADMIN, guard
 from kpi_api.errors import BadRequest
 from kpi_api.routes import cached
@@ -51,7 +52,7 @@ async def dau(request: Request) -> Response:
     r, s = request.app.state.redis, request.app.state.settings
 
     async def compute() -> dict[str, Any]:
-        n = (await queries.uniques_per_day(r, s, [day]))[0]
+        n = (await uniques.actors_per_day(r, s, [day]))[0]
         return {"dau": n, "date": day.isoformat(), "period": "24h"}
 
     return await cached(request, ("dau", day), day, compute)
@@ -60,15 +61,15 @@ async def dau(request: Request) -> Response:
 async def _day_numbers(request: Request, day: date) -> tuple[int, int, dict[str, int]]:
     """(signed-in users, anonymous visitors, events by type) of one day."""
     r, s = request.app.state.redis, request.app.state.settings
-    counters = (await queries.counters_per_day(r, s, [day]))[0]
+    counters = (await count.counters_per_day(r, s, [day]))[0]
     by_type = dict(sorted(count.totals(counters).items()))
     kpis_ = profiles.load(s.analytics_profile).kpis
     users, anonymous = (next((k for k in kpis_ if k.kind == "uniques" and k.field == f), None)
                         for f in ACTOR_FIELDS)
     if users is None or anonymous is None:
-        return (await queries.uniques_per_day(r, s, [day]))[0], 0, by_type
-    u = (await declared.uniques(r, s, users, [day]))[0]["value"]
-    a = (await declared.uniques(r, s, anonymous, [day]))[0]["value"]
+        return (await uniques.actors_per_day(r, s, [day]))[0], 0, by_type
+    u = (await uniques.field_per_day(r, s, users, [day]))[0]
+    a = (await uniques.field_per_day(r, s, anonymous, [day]))[0]
     return int(u), int(a), by_type
 
 
@@ -84,7 +85,7 @@ async def daily_summary(request: Request) -> Response:
                                "unique_users": users, "unique_anonymous": anonymous,
                                "events_by_type": by_type}
         actors = users + anonymous
-        rows = privacy.suppress([{"value": v} for v in by_type.values()], [actors] * len(by_type), k)
+        rows = suppress([{"value": v} for v in by_type.values()], [actors] * len(by_type), k)
         if any(row.get("suppressed") for row in rows):
             out["events_by_type"] = {name: None for name in by_type}
             out["suppressed"] = True

@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+import kinds
 from kpi_api import csv_columns, kpis, metrics as api_metrics, params
 from kpi_api.auth import guard
 from kpi_api.cache import ttl_for
@@ -75,7 +76,7 @@ async def kpi_list(request: Request) -> Response:
     s = request.app.state.settings
     return JSONResponse({
         "profile": s.analytics_profile,
-        "kpis": [k.describe() for k in kpis.active(request).values()],
+        "kpis": [kpis.describe(k) for k in kpis.active(request).values()],
         "cache_seconds": s.kpi_cache_seconds, "cache_closed_seconds": s.kpi_cache_closed_seconds,
         "max_range_days": s.kpi_max_range_days, "min_group_size": s.kpi_min_group_size,
     })
@@ -111,12 +112,13 @@ async def metrics(request: Request) -> Response:
     if kpi is None:
         raise BadRequest(f"unknown metric {name!r}; known: {', '.join(sorted(known))}")
     start, end = params.date_range(request)
-    q = kpis.Query(kpi, start, end)
+    today = datetime.fromtimestamp(request.app.state.clock(), timezone.utc).date()
+    q = kpis.Query(kpi, start, end, today=today)
     r, s = request.app.state.redis, request.app.state.settings
 
     async def compute() -> dict[str, Any]:
         return {"metric": name, "start": start.isoformat(), "end": end.isoformat(),
                 "series": await kpis.series(r, s, q), "total": await kpis.total(r, s, q, start, end),
-                "total_means": kpi.total_means}
+                "total_means": kinds.module(kpi.kind).total_means(kpi)}
 
     return await cached(request, q.cache_key("metrics"), end, compute)

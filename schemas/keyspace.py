@@ -50,11 +50,6 @@ def dedup_bucket(shard: int, hour: int) -> str:
     return f"{PREFIX}:{tag(shard)}:seen:{hour}"
 
 
-def dedup_marker(shard: int, event_id: str) -> str:
-    """The idempotency marker of one event (``event_id``: 32 hex characters)."""
-    return dedup_prefix(shard) + event_id
-
-
 def dau(shard: int, day: str) -> str:
     """HyperLogLog of pseudonymous village ids active on ``day``."""
     return f"{PREFIX}:{tag(shard)}:dau:{day}"

@@ -1,10 +1,15 @@
-"""The KPI catalog: what the workers keep, declared per profile (see ``schemas/profiles``).
+"""The KPI catalog: what the workers keep and the API serves, declared per profile (``schemas/profiles``).
+
+Every KPI the API serves is one ``Kpi``: the profile's own declarations, and the ``BASE`` KPIs that
+every profile serves (a profile may declare one of those names itself, of the same kind). How each
+kind is kept and read is its module in ``kinds/``.
 
 Every profile gets the base aggregates for free (per shard and UTC day of event time): a
 HyperLogLog of actors, counters per event name and hour, and the session-duration sketch. A KPI
-either reads those (``uniques`` of the actor, ``count`` without dimensions, ``session``) or asks
-for one more aggregate of its own (``uniques`` of a payload field, ``count`` by dimensions,
-``sum`` of a numeric payload field, ``top`` values of a payload field).
+either reads those (``uniques`` of the actor, ``count`` without dimensions or by event name,
+``session``, ``retention``, ``total_actors``, ``new_actors``) or asks for one more aggregate of
+its own (``uniques`` of a payload field, ``count`` by other dimensions, ``sum`` of a numeric
+payload field, ``top`` values of a payload field).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Kpi:
     dimensions: tuple[str, ...] = ()  # count breakdowns: platform, app_version, event_name, or payload fields
     scale: int = 1  # sum: kept as round(value * scale) so totals stay exact integers
     all_time: bool = False  # top: also keep a running all-time table (seed 000's install_count)
+    window_days: int = 1  # actor uniques: each day's value counts the actors of the N days ending it
+    default_group: str | None = None  # count: the breakdown served when none is asked for
     unit: str = ""
     description: str = ""
 
@@ -40,15 +47,47 @@ class Kpi:
             raise ValueError(f"KPI {self.name}: {self.kind} reads the daily actors, of every event")
         if self.dimensions and self.kind != "count":
             raise ValueError(f"KPI {self.name}: only counts have dimensions")
+        if self.window_days != 1 and (self.kind != "uniques" or self.field or self.window_days < 1):
+            raise ValueError(f"KPI {self.name}: a window is for the actor uniques")
+        if self.default_group is not None and self.default_group not in self.dimensions:
+            raise ValueError(f"KPI {self.name}: its default group is not one of its dimensions")
 
     @property
     def own_aggregate(self) -> bool:
         """Whether the workers keep a key for this KPI beyond the base aggregates."""
         if self.kind == "uniques":
             return self.field is not None
-        if self.kind == "count":
-            return bool(self.dimensions)
+        if self.kind == "count":  # by event name: the base counters are kept per event name
+            return any(d != "event_name" for d in self.dimensions)
         return self.kind in ("sum", "top")
 
     def matches(self, event_name: str) -> bool:
         return not self.events or event_name in self.events
+
+
+# Served under every profile, from the base aggregates alone (no key of their own).
+BASE: tuple[Kpi, ...] = (
+    Kpi("daily-active-villages", "uniques", description="distinct villages active on each UTC day"),
+    Kpi("weekly-active-villages", "uniques", window_days=7,
+        description="distinct villages active in the 7 days ending each day"),
+    Kpi("monthly-active-villages", "uniques", window_days=30,
+        description="distinct villages active in the 30 days ending each day"),
+    Kpi("session-duration", "session", unit="seconds",
+        description="session length in seconds, by the UTC day the session started"),
+    Kpi("events", "count", dimensions=("event_name",),
+        description="all accepted events (filter with event_name=)"),
+    Kpi("events-by-type", "count", dimensions=("event_name",), default_group="event_name",
+        description="events per event name"),
+)
+
+
+def served(declared: tuple[Kpi, ...]) -> tuple[Kpi, ...]:
+    """The KPIs a profile serves: the base ones (or the profile's declaration of the same name),
+    then the rest of its declarations, in order."""
+    own = {k.name: k for k in declared}
+    for base in BASE:
+        mine = own.get(base.name)
+        if mine is not None and mine.kind != base.kind:
+            raise ValueError(f"KPI {base.name}: every profile serves it as a {base.kind}")
+    names = {b.name for b in BASE}
+    return tuple(own.get(b.name, b) for b in BASE) + tuple(k for k in declared if k.name not in names)

@@ -77,7 +77,9 @@ def measure(port: int, path: str, token: str, n: int, expect: str) -> tuple[list
 
 def ceiling(url: str, start: date, end: date, n: int) -> list[float]:
     """Latency (ms) of the same Redis reads, pipelined by one Python process, no HTTP."""
-    from kpi_api import queries
+    import kinds
+    from kinds.base import Query
+    from kpi_api.kpis import registry
     from schemas.settings import Settings
 
     settings = Settings.from_env(bc.bench_env(url))
@@ -89,13 +91,9 @@ def ceiling(url: str, start: date, end: date, n: int) -> list[float]:
         lat = []
         for i in range(n):
             t0 = time.perf_counter()
-            kind = i % 4
-            if kind == 0:
-                await queries.daily_uniques(r, settings, start, end)
-            elif kind == 1:
-                await queries.session_duration(r, settings, "p95", start, end)
-            else:
-                await queries.daily_count(r, settings, ("dialogue_open", "command_executed")[kind - 2], start, end)
+            name = ("daily-active-villages", "session-duration", "dialogue-opens", "command-executions")[i % 4]
+            kpi = registry(settings.analytics_profile)[name]
+            await kinds.module(kpi.kind).series(r, settings, Query(kpi, start, end, metric="p95"))
             lat.append((time.perf_counter() - t0) * 1000)
         await r.aclose()
         return lat

@@ -16,9 +16,10 @@ from aggregator.worker import Worker
 from collector.app import create_app
 
 from aggregator.backfill import backfill
-from kpi_api import queries
+from kinds import session
 from infra import tokens
-from schemas import keyspace, rollups
+from kinds import rollups
+from schemas import keyspace
 from infra.connection import open_async
 from schemas.days import DAY_MS
 from schemas.settings import Settings
@@ -31,7 +32,7 @@ def read(settings: Settings, days: list[date], now_ms: int) -> list[Sketch]:
     async def go() -> list[Sketch]:
         ar = await open_async(settings.redis_url)
         try:
-            return await queries.sketches_per_day(ar, settings, days, now_ms)
+            return await session.sketches_per_day(ar, settings, days, now_ms)
         finally:
             await ar.aclose()
     return asyncio.run(go())

@@ -195,8 +195,11 @@
 
   // Install trends (any declared daily KPI, "installs" first) and a top-N table, from the profile's catalog.
   async function declaredPanels(listing, q, id) {
-    const trends = listing.kpis.filter((k) => k.kind === "declared" && !k.top
-                                                && !["session", "retention", "total_actors", "new_actors"].includes(k.declared_kind));
+    // the KPIs the fixed panels above already chart, and the event totals, are not offered again
+    const charted = ["daily-active-villages", "weekly-active-villages", "monthly-active-villages", "session-duration",
+                     "dialogue-opens", "command-executions", "events", "events-by-type"];
+    const trends = listing.kpis.filter((k) => !charted.includes(k.name) && !k.top
+                                                && !["session", "retention", "total_actors", "new_actors"].includes(k.kind));
     const tops = listing.kpis.filter((k) => k.top);
     fillSelect($("trend-kpi"), trends, "installs");
     fillSelect($("top-kpi"), tops, "install-count");

@@ -1,4 +1,4 @@
-"""Closed-day rollups of the session-duration sketches (issue 10, fast reads).
+"""Closed-day rollups: one compact value per KPI and closed day (today: the session sketches, ``kinds.session``).
 
 A day is closed once its end plus ``LATE_WINDOW_HOURS`` plus ``MAX_SESSION_HOURS`` has passed: no
 ordinary event or session pairing can change its sketch any more. The first read of a closed day

@@ -1,0 +1,82 @@
+"""The ``session`` kind: session durations (paired start/end) per UTC day of the start, a DDSketch.
+
+The workers pair each ``session_start`` with its ``session_end`` (``apply.lua``'s session ops, fed
+by ``aggregator/effects.py``) and add the duration to the start day's sketch hash per shard
+(``keyspace.session_sketch``, buckets of ``schemas/sketch.py``). Sketches merge by adding bucket
+counts. A closed day (``kinds.rollups.closed``) is read from its rollup, one compact value for all
+shards (``keyspace.session_rollup``); the open days are merged live and the first read of a closed
+day stores its rollup. Relative error of any quantile <= ``schemas.sketch.ALPHA``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import redis.asyncio as aredis
+
+from kinds import rollups
+from kinds.base import Query, Row, per_day
+from schemas import keyspace
+from schemas.kpis import Kpi
+from schemas.settings import Settings
+from schemas.sketch import Sketch
+
+METRICS = ("avg", "p50", "p95")
+TOTAL_MEANS = "the metric over every session started in the range"
+
+
+def total_means(kpi: Kpi) -> str:
+    """What the range total means (the summary's ``total_means``)."""
+    return TOTAL_MEANS
+
+
+async def sketches_per_day(
+    r: aredis.Redis, s: Settings, days: list[date], now_ms: int | None = None
+) -> list[Sketch]:
+    """Each day's sketch merged over the shards: closed days from their rollups (one MGET), the
+    others (and closed days without a rollup yet) from the per-shard hashes, live; the missing
+    rollups of closed days are written back."""
+    shut = [d for d in days if rollups.closed(s, d, now_ms)]
+    stored = dict(zip(shut, await r.mget([keyspace.session_rollup(d.isoformat()) for d in shut]))) if shut else {}
+    out: dict[date, Sketch] = {}
+    for d, blob in stored.items():
+        if blob:  # neither missing nor rollups.STALE
+            sk = out[d] = Sketch()
+            sk.absorb_encoded(blob)
+    live = [d for d in days if d not in out]
+    if live:
+        for d, hashes in zip(live, await per_day(
+            r, s, live, lambda p, shard, d: p.hgetall(keyspace.session_sketch(shard, d.isoformat()))
+        )):
+            sk = out[d] = Sketch()
+            for h in hashes:
+                sk.merge(h)
+        fill = [d for d in live if d in stored and stored[d] is None]
+        if fill:
+            async with r.pipeline(transaction=False) as pipe:
+                for d in fill:
+                    pipe.set(keyspace.session_rollup(d.isoformat()), out[d].encode(),
+                             ex=rollups.ttl_seconds(s), nx=True)
+                await pipe.execute()
+    return [out[d] for d in days]
+
+
+def value(sketch: Sketch, metric: str) -> float:
+    """The metric in seconds: the average, or the p50 / p95 estimate."""
+    if metric == "avg":
+        ms = sketch.average_ms()
+    else:
+        ms = sketch.quantile_ms(0.5 if metric == "p50" else 0.95)
+    return round(ms / 1000, 3)
+
+
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    sketches = await sketches_per_day(r, s, q.days)
+    return [{"date": d.isoformat(), "value": value(sk, q.metric)} for d, sk in zip(q.days, sketches)]
+
+
+async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> float:
+    merged = Sketch()
+    for sk in await sketches_per_day(r, s, days):
+        merged.absorb(sk)
+    return value(merged, q.metric)

@@ -1,0 +1,81 @@
+"""The ``top`` kind: how often each value of a field occurred, per UTC day (and all time).
+
+A top KPI's sorted set per shard and day (``keyspace.kpi``) scores each member by its events (the
+``Z`` op, ``aggregator/declared.py``); with ``all_time`` a running table without expiry is kept
+beside it (``keyspace.kpi_all_time``). Values are not partitioned by shard: the shards' scores add.
+As a daily series, a top KPI is the events counted into its table that day.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import redis.asyncio as aredis
+
+from kinds import uniques
+from kinds.base import Query, Row, per_day, suppress
+from schemas import keyspace
+from schemas.kpis import Kpi
+from schemas.settings import Settings
+
+TOTAL_MEANS = "values counted over the range"
+
+
+def total_means(kpi: Kpi) -> str:
+    """What the range total means (the summary's ``total_means``)."""
+    return TOTAL_MEANS
+DEFAULT_LIMIT = 10
+
+
+async def table(r: aredis.Redis, s: Settings, q: Query, all_time: bool) -> list[Row]:
+    """``[{"key", "value"}]`` by value over the range (or all time), largest first; the whole list."""
+    async with r.pipeline(transaction=False) as pipe:
+        for shard in range(s.stream_shards):
+            if all_time:
+                pipe.zrange(keyspace.kpi_all_time(shard, q.kpi.name), 0, -1, withscores=True)
+            else:
+                for d in q.days:
+                    pipe.zrange(keyspace.kpi(shard, q.kpi.name, d.isoformat()), 0, -1, withscores=True)
+        replies = await pipe.execute()
+    totals: dict[str, int] = {}
+    for reply in replies:
+        for member, score in reply:
+            key = member.decode()
+            totals[key] = totals.get(key, 0) + int(score)
+    ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"key": k, "value": v} for k, v in ordered]
+
+
+async def answer(r: aredis.Redis, s: Settings, q: Query, all_time: bool) -> dict[str, Any]:
+    """The top table's page ``rows`` (``limit`` rows from ``offset``), largest first.
+
+    Cells are suppressed when fewer than k actors were active in the range, the upper bound on
+    the actors behind any one cell.
+    """
+    rows = await table(r, s, q, all_time)
+    limit = q.limit or DEFAULT_LIMIT
+    page = rows[q.offset : q.offset + limit]
+    actors = await uniques.actors_in(r, s, q.days)
+    page = suppress(page, [actors] * len(page), s.kpi_min_group_size)
+    more = q.offset + limit < len(rows)
+    out: dict[str, Any] = {"kpi": q.kpi.name, "field": q.kpi.field, "rows": page, "offset": q.offset,
+                           "limit": limit, "total_rows": len(rows),
+                           "next_offset": q.offset + limit if more else None}
+    if all_time:
+        out["all_time"] = True
+    else:
+        out.update(start=q.start.isoformat(), end=q.end.isoformat())
+    return out
+
+
+async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
+    """Per day, the total counted into the table (a time series for charts): one round trip."""
+    replies = await per_day(r, s, q.days, lambda p, shard, d: p.zrange(
+        keyspace.kpi(shard, q.kpi.name, d.isoformat()), 0, -1, withscores=True))
+    return [{"date": d.isoformat(), "value": sum(int(score) for reply in shards for _, score in reply)}
+            for d, shards in zip(q.days, replies)]
+
+
+async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
+    return sum(row["value"] for row in await series(r, s, Query(q.kpi, days[0], days[-1])))
