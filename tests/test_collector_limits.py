@@ -168,3 +168,47 @@ def test_debug_buffer_keeps_the_last_events_pseudonymised_for_admins(env, r, rng
     ttl = r.ttl(keyspace.recent(0))
     assert 0 < ttl <= 120
     assert r.llen(keyspace.recent(0)) == 3
+
+
+def test_debug_buffer_holds_one_item_per_call_and_the_last_events(env, r, rng):
+    """One list item per append call; a call over the size keeps its last events; a partly
+    duplicate call keeps only what it stored; the oldest items go once the newer hold the size;
+    an erasure takes a person's events out of an item and keeps the others'."""
+    from aggregator.erase import erase
+    from aggregator.subjects import subject
+    from schemas.catalog import recent_item
+
+    over = {"DEBUG_BUFFER_SIZE": "4", "DEBUG_BUFFER_TTL_SECONDS": "120", "STREAM_SHARDS": "1"}
+    admin = {"Authorization": f"Bearer {tokens.issue(JWT_SECRET, 'admin')}"}
+    route = "/internal/analytics/debug/recent-events"
+    big = [event(rng) for _ in range(6)]
+    two = [event(rng) for _ in range(2)]
+    alice = event(rng, anon_village_id="village-alice")
+    with client(env, **over) as c:
+        c.post(ROUTE, headers=HEADERS, content=json.dumps(batch(big)))
+        items = [recent_item(i) for i in r.lrange(keyspace.recent(0), 0, -1)]
+        assert [[e.event_id for e in item] for item in items] == [
+            [uuid.UUID(ev["event_id"]).hex for ev in big[2:]]]  # the call's last 4 events
+        assert int(r.get(keyspace.recent_count(0))) == 4
+        # two new events and a resent one: the item holds the two stored
+        c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([two[0], big[5], two[1]])))
+        c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([alice])))
+        lengths = [len(recent_item(i) or []) for i in r.lrange(keyspace.recent(0), 0, -1)]
+        assert lengths == [1, 2, 4]  # the newer two hold 3 events: the oldest is still needed
+        shown = c.get(route, headers=admin).json()["events"]
+        assert [e["event_id"] for e in shown] == [
+            uuid.UUID(ev["event_id"]).hex for ev in [alice, two[1], two[0], big[5]]]
+        c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([event(rng), alice | {
+            "event_id": str(uuid.uuid4())}])))
+        lengths = [len(recent_item(i) or []) for i in r.lrange(keyspace.recent(0), 0, -1)]
+        assert lengths == [2, 1, 2]  # the 4-event item went: the newer ones hold 5 without it
+        settings = Settings.from_env({**env, **over})
+        pseudonyms = set(subject(r, settings, "village-alice").pseudonyms)
+        record = erase(r, settings, None, "village-alice", "test")
+        assert record["removed"]["recent"] == 2
+        left = [recent_item(i) for i in r.lrange(keyspace.recent(0), 0, -1)]
+        assert [len(item or []) for item in left] == [1, 2]  # her lone item went, the mixed one kept one
+        assert not any(e.village in pseudonyms for item in left for e in item or [])
+        assert int(r.get(keyspace.recent_count(0))) == 3
+        shown = c.get(route, headers=admin).json()["events"]
+        assert len(shown) == 3 and not any(e["village"] in pseudonyms for e in shown)
