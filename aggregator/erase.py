@@ -80,10 +80,9 @@ def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_i
                     if subj.matches(ev):
                         keep(_event(ev, place.name))
         for place in places.buffers(settings):
-            for _, evs in places.buffer_items(client, place):
-                for ev in evs or ():
-                    if subj.matches(ev):
-                        keep(_event(ev, place.name))
+            for _, ev in places.buffer_items(client, place):
+                if ev is not None and subj.matches(ev):
+                    keep(_event(ev, place.name))
         for e in places.entries(client, places.REJECTIONS, decoded=False, contains=needles):
             event = e.record.get("event")
             if subj.matches_redacted(event):
@@ -137,20 +136,9 @@ def _erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw
         if gone:
             removed["rejections"] += places.rewrite(client, places.REJECTIONS, gone)
         for place in places.buffers(settings):
-            changed: list[tuple[bytes, list[StoredEvent]]] = []
-            gone_here = 0
-            for item, evs in places.buffer_items(client, place):
-                if evs is None:  # unreadable: all of it goes when it holds a pseudonym
-                    if any(n in item for n in needles):
-                        changed.append((item, []))
-                        gone_here += 1
-                    continue
-                mine = sum(1 for ev in evs if subj.matches(ev))
-                if mine:
-                    changed.append((item, [ev for ev in evs if not subj.matches(ev)]))
-                    gone_here += mine
-            places.rewrite_buffer(client, place, changed, gone_here)
-            removed["recent"] += gone_here
+            for item, ev in places.buffer_items(client, place):
+                if (ev is None and any(n in item for n in needles)) or (ev and subj.matches(ev)):
+                    removed["recent"] += int(client.lrem(place.key, 0, item))
         if archive is not None:
             removed["archive"] = erase_archive(archive, subj)
     record = {"subject_hash": subject_hash(client, raw_id), "at": int(time.time() * 1000),

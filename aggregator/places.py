@@ -2,8 +2,7 @@
 
 Places: each shard's event stream (read by the workers' consumer group), late stream and worker
 dead-letter stream (bodies of ``StoredEvent`` msgpack lists), the collector's dead-letter stream
-(one redacted rejection per entry) and each shard's debug buffer (a list of msgpack lists of
-events, one per append call).
+(one redacted rejection per entry) and each shard's debug buffer (a list of single events).
 ``rewrite`` removes chosen events from stream entries atomically per stream (``rewrite.lua``):
 an entry left with none is deleted, one with some kept is replaced by a new entry holding them,
 marked so that the workers never apply an event twice.
@@ -21,12 +20,13 @@ import redis
 
 from collector.store import entry as entry_body
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, StoredEvent, compact, recent_item
+from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, StoredEvent, compact
 from schemas.settings import Settings
 
 REWRITE_LUA = Path(__file__).with_name("rewrite.lua").read_text()
 PAGE = 500
 APPLIED_FIELD = b"a"  # set on a replacement entry whose events the workers applied already
+_ONE = msgspec.msgpack.Decoder(StoredEvent)
 
 
 @dataclass(frozen=True)
@@ -126,40 +126,11 @@ def rewrite(client: redis.Redis, place: Place, kept: dict[str, list[StoredEvent]
     return removed
 
 
-def buffer_items(client: redis.Redis, place: Place) -> list[tuple[bytes, list[StoredEvent] | None]]:
-    """The debug buffer's items (one per append call, ``keyspace.recent``) with their events, or
-    None for an item that cannot be read."""
-    return [(item, recent_item(item)) for item in client.lrange(place.key, 0, -1)]
-
-
-# ARGV: pairs of (an item as it is, what replaces it: '' = remove it), then the events removed in
-# all; the buffer's event count (KEYS[2]) goes down by as many. Atomic, so no append interleaves.
-_BUFFER_REWRITE = """
-local removed = 0
-for i = 1, #ARGV - 1, 2 do
-  local at = redis.call('LPOS', KEYS[1], ARGV[i])
-  if at then
-    if ARGV[i + 1] == '' then
-      redis.call('LREM', KEYS[1], 1, ARGV[i])
-    else
-      redis.call('LSET', KEYS[1], at, ARGV[i + 1])
-    end
-  end
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  local left = redis.call('DECRBY', KEYS[2], ARGV[#ARGV])
-  if left < 0 then redis.call('SET', KEYS[2], 0, 'KEEPTTL') end
-end
-return 1
-"""
-
-
-def rewrite_buffer(client: redis.Redis, place: Place, changed: list[tuple[bytes, list[StoredEvent]]],
-                   removed: int) -> None:
-    """Replace debug-buffer items by their kept events (none kept: the item goes)."""
-    if not changed or place.shard is None:
-        return
-    args: list[Any] = []
-    for item, events in changed:
-        args += [item, body(events) if events else b""]
-    client.eval(_BUFFER_REWRITE, 2, place.key, keyspace.recent_count(place.shard), *args, removed)
+def buffer_items(client: redis.Redis, place: Place) -> list[tuple[bytes, StoredEvent | None]]:
+    out = []
+    for item in client.lrange(place.key, 0, -1):
+        try:
+            out.append((item, _ONE.decode(item)))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            out.append((item, None))
+    return out

@@ -1,14 +1,12 @@
 -- Append one shard's share of a request atomically with its idempotency record.
--- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list (one item per
---           call: a msgpack array of its stored events, newest call first);
--- KEYS[3] = how many events that list holds (keyspace.recent_count);
--- KEYS[4..] = the dedup buckets this call touches: one set per hour of the events' own client
+-- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
+-- KEYS[3..] = the dedup buckets this call touches: one set per hour of the events' own client
 --            time (keyspace.dedup_bucket), holding the 16-byte ids seen in that hour. A resend
 --            carries the same client time, so it meets its first send in the same bucket.
 -- ARGV[1] = the buckets' minimum TTL (s): each write extends a bucket to at least this;
 -- ARGV[2] = MINID trim bound ('0' for none);
 -- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
--- ARGV[5] = per event, one byte: its bucket's position after KEYS[3] (1 = KEYS[4]);
+-- ARGV[5] = per event, one byte: its bucket's position after KEYS[2] (1 = KEYS[3]);
 -- ARGV[6] = the events' ids, 16 bytes each, concatenated in order;
 -- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
 --           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated;
@@ -45,7 +43,7 @@ local flags = {}
 local all = true
 local CHUNK = 4000  -- under Lua's unpack() limit
 for b, m in pairs(members) do
-  local key = KEYS[3 + b]
+  local key = KEYS[2 + b]
   local fresh, seen = {}, {}
   for start = 1, #m, CHUNK do
     local stop = math.min(start + CHUNK - 1, #m)
@@ -71,7 +69,7 @@ for b, m in pairs(members) do
 end
 local size = tonumber(ARGV[3])
 local kept = {}
-if not all then
+if not all or size > 0 then
   local pos = #blob - total + 1
   for i = 1, count do
     if flags[i] == 1 then
@@ -91,48 +89,16 @@ if n > 0 then
   else
     redis.call('XADD', KEYS[1], '*', 'n', n, 'e', body)
   end
-  -- the debug buffer sees only what was really stored: one item per call (the stream entry's
-  -- body itself, or its last `size` events), and items are dropped from the old end while the
-  -- newer ones hold `size` events without them
+  -- the debug buffer sees only what was really stored, and at most its size per call
   if size > 0 then
-    local item, held = body, n
-    if n > size then
-      held = size
-      if all then
-        local skip = 0
-        for i = 1, count - size do skip = skip + lens[i] end
-        item = string.char(0xdc, math.floor(size / 256), size % 256) .. string.sub(blob, #blob - total + 1 + skip)
-      else
-        item = string.char(0xdc, math.floor(size / 256), size % 256) .. table.concat(kept, '', n - size + 1, n)
-      end
-    end
-    if redis.call('EXISTS', KEYS[3]) == 0 then
-      redis.call('DEL', KEYS[2])  -- no count: nothing, or a list left by an older collector
-    end
-    local items = redis.call('LPUSH', KEYS[2], item)
-    local total_held = redis.call('INCRBY', KEYS[3], held)
-    while items > 1 do
-      local tail = redis.call('LINDEX', KEYS[2], -1)
-      local b = string.byte(tail, 1)
-      local c
-      if b >= 0x90 and b <= 0x9f then
-        c = b - 0x90
-      elseif b == 0xdc then
-        c = string.byte(tail, 2) * 256 + string.byte(tail, 3)
-      else
-        c = 0  -- not an array of events: drop it
-      end
-      if total_held - c < size then break end
-      redis.call('RPOP', KEYS[2])
-      total_held = total_held - c
-      items = items - 1
-    end
-    redis.call('SET', KEYS[3], total_held, 'EX', ARGV[4])
+    local first = math.max(1, n - size + 1)
+    redis.call('LPUSH', KEYS[2], unpack(kept, first, n))
+    redis.call('LTRIM', KEYS[2], 0, size - 1)
     redis.call('EXPIRE', KEYS[2], ARGV[4])
   end
 end
 if n == 0 and ARGV[9] == '1' then
-  local left = redis.call('PTTL', KEYS[4])
-  if left > 0 then redis.call('PEXPIRE', KEYS[4], left) end
+  local left = redis.call('PTTL', KEYS[3])
+  if left > 0 then redis.call('PEXPIRE', KEYS[3], left) end
 end
 return flags

@@ -1,24 +1,25 @@
 """``GET /internal/analytics/debug/recent-events``: the last accepted events, for admins (seed 003).
 
 The buffer (``keyspace.recent``) is written by ``append.lua`` with the events exactly as stored:
-pseudonymised, payloads reduced to the catalog's allow-list, one item per append call (the events
-that call stored). Entries older than the buffer's TTL are not shown, even when the list itself has
-not expired yet.
+pseudonymised, payloads reduced to the catalog's allow-list. Entries older than the buffer's TTL
+are not shown, even when the list itself has not expired yet.
 """
 
 from __future__ import annotations
 
 import time
 
+import msgspec
 import redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from collector.auth import admin_only
 from schemas import keyspace
-from schemas.catalog import StoredEvent, recent_item
+from schemas.catalog import StoredEvent
 from infra.service import error
 
+_DECODE = msgspec.msgpack.Decoder(StoredEvent)
 FIELDS = StoredEvent.__struct_fields__
 
 
@@ -39,8 +40,7 @@ async def recent_events(request: Request) -> Response:
     except (redis.RedisError, OSError):
         return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
     oldest = int(time.time() * 1000) - settings.debug_buffer_ttl_seconds * 1000
-    # newest first, as the list was when it held one event per item: an item's events reversed
-    events = [e for items in lists for item in items for e in reversed(recent_item(item) or ())]
+    events = [_DECODE.decode(item) for items in lists for item in items]
     events = sorted((e for e in events if e.received >= oldest), key=lambda e: -e.received)
     shown = [
         {**{f: getattr(e, f) for f in FIELDS}, "server_received_ts": e.received}

@@ -148,7 +148,7 @@ class EventStore:
                     if h not in slots:
                         slots[h] = len(slots) + 1
                 where = bytes([slots[h] for _, _, h in chunk])
-                keys = [keyspace.stream(shard), keyspace.recent(shard), keyspace.recent_count(shard),
+                keys = [keyspace.stream(shard), keyspace.recent(shard),
                         *(keyspace.dedup_bucket(shard, h) for h in slots)]
                 bodies = [b for _, b, _ in chunk]
                 calls.append((shard, len(keys), [

@@ -86,13 +86,13 @@ def at_rest(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         pipe.xlen(place.key)
         plan.append(place.kind)
     for place in places.buffers(settings):
-        pipe.get(keyspace.recent_count(place.shard))  # events held (one list item per append call)
+        pipe.llen(place.key)
         plan.append("recent")
     pipe.xlen(keyspace.ERASURES)
     plan.append("erasure_records")
     counts: dict[str, int] = {}
     for kind, n in zip(plan, pipe.execute()):
-        counts[kind] = counts.get(kind, 0) + int(n or 0)
+        counts[kind] = counts.get(kind, 0) + int(n)
     out: dict[str, Any] = {
         "stream_entries": {k: counts[k] for k in ("events", "late", "deadletter")},
         "rejections": counts["rejections"], "debug_buffer_events": counts["recent"],

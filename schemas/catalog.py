@@ -208,21 +208,6 @@ SUBJECT_FIELDS: dict[str, str] = {
 
 STORED_LIST_DECODER = msgspec.msgpack.Decoder(list[StoredEvent])
 STORED_ENCODER = msgspec.msgpack.Encoder()
-_ONE_STORED = msgspec.msgpack.Decoder(StoredEvent)
-
-
-def recent_item(item: bytes) -> list[StoredEvent] | None:
-    """The events of one debug-buffer item (``keyspace.recent``), oldest first: a msgpack list of
-    them (one per append call), or one event alone (a list an older collector wrote); None when
-    it is neither."""
-    try:
-        return STORED_LIST_DECODER.decode(item)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    try:
-        return [_ONE_STORED.decode(item)]
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
 
 
 def schema_id(name: str, version: int) -> str:

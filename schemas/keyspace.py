@@ -77,19 +77,12 @@ def session_rollup(day: str) -> str:
 
 
 def recent(shard: int) -> str:
-    """List of the shard's last accepted events (pseudonymised), newest first: one item per append
-    call, a msgpack list of ``StoredEvent`` (a stream entry's body, or its last events).
+    """List of the shard's last accepted events (msgpack StoredEvent, pseudonymised), newest first.
 
-    The collector's debug buffer: it holds the last ``DEBUG_BUFFER_SIZE`` events (older items are
-    dropped once the newer ones hold that many without them) and expires after
+    The collector's debug buffer: capped to ``DEBUG_BUFFER_SIZE`` and expiring after
     ``DEBUG_BUFFER_TTL_SECONDS`` without writes.
     """
     return f"{PREFIX}:{tag(shard)}:recent"
-
-
-def recent_count(shard: int) -> str:
-    """How many events ``recent(shard)`` holds (kept by the append script, with the same TTL)."""
-    return f"{PREFIX}:{tag(shard)}:recent-n"
 
 
 def worker_dead_letter(shard: int) -> str:
