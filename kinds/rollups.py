@@ -5,7 +5,8 @@ ordinary event or session pairing can change its sketch any more. The first read
 merges its per-shard hashes and stores the merged sketch as one compact value
 (``keyspace.session_rollup``); later reads of a range fetch all its closed days in one MGET
 (one slot: shard 0's hash tag) and read only the open days live. Backfill and the history import
-mark the rollups of the days they change stale (``forget``)."""
+mark the rollups of the days they change stale (``forget``), and the KPI APIs' cached answers with
+them (``keyspace.DATA_GENERATION``, followed by ``kpi_api/overrides.py``)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,11 @@ STALE_SECONDS = 60
 
 
 def forget(client: redis.Redis, days: list[str]) -> None:
-    """Mark the rollups of ``days`` stale (rebuilt from the hashes by a read after STALE_SECONDS)."""
+    """Mark the rollups of ``days`` stale (rebuilt from the hashes by a read after STALE_SECONDS),
+    and bump the data generation so that every KPI API drops the answers it cached of them."""
     if days:
         pipe = client.pipeline(transaction=False)
         for d in days:
             pipe.set(keyspace.session_rollup(d), STALE, ex=STALE_SECONDS)
+        pipe.incr(keyspace.DATA_GENERATION)
         pipe.execute()

@@ -121,6 +121,10 @@ DEAD_LETTER = f"{PREFIX}:deadletter"
 # settings an admin changed at run time (hash: setting name -> integer), see kpi_api/adjustable.py
 ADJUSTED_SETTINGS = f"{PREFIX}:settings"
 
+# counter bumped whenever closed days' aggregates change (backfill, history import): the KPI
+# APIs drop their answer caches when it moves (kinds/rollups.py forget, kpi_api/overrides.py)
+DATA_GENERATION = f"{PREFIX}:data-generation"
+
 # erasure audit records (stream: keyed hash of the id, time, requester, counts), aggregator/erase.py
 ERASURES = f"{PREFIX}:erasures"
 # the secret that keys the audit records' hash of an erased id (never expires, unlike the salts)

@@ -140,3 +140,45 @@ def test_quantiles_of_a_decoded_rollup_are_within_alpha_of_the_exact_ones(rng: r
         want = exact_quantile(values, q)
         got = back.quantile_ms(q)
         assert (got == want == 0) or abs(got - want) <= ALPHA * want * 1.0001, (q, got, want)
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_the_kpi_api_drops_its_cached_closed_days_after_an_import(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    """A closed day's answer is cached for KPI_CACHE_CLOSED_SECONDS; an import that changes the day
+    must not be hidden behind it: within REFRESH_S the API answers from the new aggregates."""
+    from kpi_api.app import create_app as create_kpi_api
+    from schemas.adjusted import REFRESH_S
+
+    now = int(time.time() * 1000)
+    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
+    staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
+    clock = [now / 1000]
+
+    def send(events: list[dict]) -> None:
+        with TestClient(create_app(settings)) as c:
+            for i in range(0, len(events), 400):
+                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
+                              headers=admin).status_code == 202
+        Worker(r, settings, consumer="import").run(burst=True)
+
+    first = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
+    send(first)
+    days = sorted({e["ts_utc"][:10] for e in first})
+    path = f"/internal/analytics/kpis/daily-active-villages?start={days[0]}&end={days[-1]}"
+    with TestClient(create_kpi_api(settings, clock=lambda: clock[0])) as api:
+        before = api.get(path, headers=staff)
+        assert before.status_code == 200 and before.headers["X-Cache"] == "miss"
+        assert [row["value"] for row in before.json()] == [len(truth(first).villages[d]) for d in days]
+        clock[0] += REFRESH_S + 1
+        assert api.get(path, headers=staff).headers["X-Cache"] == "hit"  # nothing changed: still cached
+
+        more = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
+        send(more)
+        clock[0] += REFRESH_S + 1
+        after = api.get(path, headers=staff)
+        assert after.headers["X-Cache"] == "miss"
+        expect = truth(first + more)
+        assert [row["value"] for row in after.json()] == [len(expect.villages[d]) for d in days]
+        assert after.json() != before.json()
