@@ -15,9 +15,10 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from kinds import uniques
+from kinds import ops, uniques
 from kinds.base import Query, Row, day_bounds, per_day, summed_hashes, suppress
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -159,3 +160,67 @@ async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
     rows = suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
     return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,
             "max": max((row["value"] or 0 for row in rows), default=0)}
+
+
+# -- writes (the worker and the backfill, through aggregator/declared.py) ---------------------
+# A count by built-in dimensions only (event name, platform, app version) needs no per-event
+# work: it is derived at emit time from the plan's base counters, kept per (event name, hour,
+# platform, app version). Others have an adder. Ops: ``H`` (counters of one hash), ``E``.
+def wide(kpi: Kpi) -> bool:
+    return all(d in ops.BUILTIN for d in kpi.dimensions)
+
+
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    if len(kpi.dimensions) == 1 and kpi.dimensions[0] not in ops.BUILTIN:
+        dim = kpi.dimensions[0]
+
+        def add_payload_count(day: ops.DayKpis, ev: StoredEvent) -> None:
+            value = ev.payload.get(dim)
+            if type(value) is not str:  # identifiers are strings: the rest is rare
+                value = ops.payload_value(value)
+            k = (i, value)
+            day.counts[k] = day.counts.get(k, 0) + 1
+
+        return add_payload_count
+    get = ops.dims_getter(kpi.dimensions)
+
+    def add_count(day: ops.DayKpis, ev: StoredEvent) -> None:
+        k = (i, get(ev))
+        day.counts[k] = day.counts.get(k, 0) + 1
+
+    return add_count
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], wide_kpis: tuple[tuple[int, Kpi], ...],
+         counts: dict[tuple[int, Any], int], base: dict[tuple[str, int, str, str], int], written: set[str]) -> None:
+    """One day's count ops: the wide counts from the base counters, the others from ``counts``."""
+    hincr: dict[tuple[str, str], int] = {}
+    if wide_kpis:
+        combos: dict[tuple[str, str, str], int] = {}
+        for (name, _, platform, app_version), n in base.items():
+            c = (name, platform, app_version)
+            combos[c] = combos.get(c, 0) + n
+        for _, kpi in wide_kpis:
+            key = keyspace.kpi(shard, kpi.name, day)
+            for (name, platform, app_version), n in combos.items():
+                if not kpi.matches(name):
+                    continue
+                values = {"event_name": name, "platform": platform, "app_version": app_version}
+                for dim in kpi.dimensions:
+                    f = (key, dim_field(dim, values[dim]))
+                    hincr[f] = hincr.get(f, 0) + n
+    for (i, values), n in counts.items():
+        kpi = kpis[i]
+        key = keyspace.kpi(shard, kpi.name, day)
+        if len(kpi.dimensions) == 1:
+            values = (values,)
+        for dim, value in zip(kpi.dimensions, values):
+            if value is not None:
+                f = (key, dim_field(dim, value))
+                hincr[f] = hincr.get(f, 0) + n
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for (key, field), by in hincr.items():
+        by_key.setdefault(key, []).append((field, by))
+    for key, fields in by_key.items():
+        ops.emit_counters(fx.ops, fx.key(key), fields)
+        written.add(key)

@@ -11,8 +11,10 @@ from datetime import date
 
 import redis.asyncio as aredis
 
+from kinds import ops
 from kinds.base import Query, Row, summed_hashes
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -42,3 +44,34 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int | float:
     hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
     return round(value({SUM: sum(h.get(SUM, 0) for h in hashes)}, q.kpi.scale), 6)
+
+
+# -- writes: ``I`` (HINCRBY of the scaled total, any size, and of the events summed), ``E`` ----
+INT64 = 1 << 63
+
+
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    field, scale = kpi.field or "", kpi.scale
+
+    def add_sum(day: ops.DayKpis, ev: StoredEvent) -> None:
+        raw = ev.payload.get(field)
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            by = round(raw * scale)  # NaN / inf raise: the entry cannot be applied
+            if not -INT64 <= by < INT64:
+                raise OverflowError(f"{kpi.name}: {raw!r} x {scale} does not fit a counter")
+            acc = day.sums.get(i)
+            if acc is None:
+                acc = day.sums[i] = [0, 0]
+            acc[0] += by
+            acc[1] += 1
+
+    return add_sum
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], acc: dict[int, list[int]],
+         written: set[str]) -> None:
+    for i, (total_, n) in acc.items():
+        key = keyspace.kpi(shard, kpis[i].name, day)
+        k = fx.key(key)
+        fx.ops += ["I", k, SUM, ops.lua_int(total_), "I", k, N, ops.lua_int(n)]
+        written.add(key)

@@ -13,9 +13,10 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from kinds import uniques
+from kinds import ops, uniques
 from kinds.base import Query, Row, per_day, suppress
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -79,3 +80,33 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
     return sum(row["value"] for row in await series(r, s, Query(q.kpi, days[0], days[-1])))
+
+
+# -- writes: ``Z`` (ZINCRBY of one member), ``E`` (not for the all-time tables) ----------------
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    field = kpi.field or ""
+    builtin = field in ops.BUILTIN
+
+    def add_top(day: ops.DayKpis, ev: StoredEvent) -> None:
+        member = ev.payload.get(field) if not builtin else None
+        if type(member) is not str:  # identifiers are strings: the rest is rare
+            member = ops.dimension_value(ev, field)
+        if member is not None:
+            k = (i, member)
+            day.top[k] = day.top.get(k, 0) + 1
+
+    return add_top
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], acc: dict[tuple[int, str], int],
+         written: set[str], persistent: set[str]) -> None:
+    for (i, member), n in acc.items():
+        kpi = kpis[i]
+        key = keyspace.kpi(shard, kpi.name, day)
+        fx.ops += ["Z", fx.key(key), member, n]
+        written.add(key)
+        if kpi.all_time:
+            total_key = keyspace.kpi_all_time(shard, kpi.name)
+            fx.ops += ["Z", fx.key(total_key), member, n]
+            written.add(total_key)
+            persistent.add(total_key)

@@ -20,8 +20,10 @@ from datetime import date, timedelta
 
 import redis.asyncio as aredis
 
+from kinds import ops
 from kinds.base import Query, Row, per_day, union_count
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -84,3 +86,30 @@ async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int
     if kpi.window_days > 1:
         return (await rolling(r, s, days[-1:], kpi.window_days))[0]
     return await actors_in(r, s, days)
+
+
+# -- writes (a field's values; the actors are a base aggregate, aggregator/effects.py) ---------
+# Ops: ``P`` (PFADD of a chunk of members), ``E``.
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    field = kpi.field or ""
+
+    def add_unique(day: ops.DayKpis, ev: StoredEvent) -> None:
+        value = ops.dimension_value(ev, field)
+        if value is not None:
+            s = day.uniques.get(i)
+            if s is None:
+                s = day.uniques[i] = set()
+            s.add(value)
+
+    return add_unique
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], acc: dict[int, set[str]],
+         chunk: int, written: set[str]) -> None:
+    for i, members in acc.items():
+        key = keyspace.kpi(shard, kpis[i].name, day)
+        ordered = list(members)
+        for start in range(0, len(ordered), chunk):
+            part = ordered[start : start + chunk]
+            fx.ops += ["P", fx.key(key), len(part), *part]
+        written.add(key)
