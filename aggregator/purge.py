@@ -234,7 +234,7 @@ def _report(report: dict[str, Any], taken: Taken) -> None:
 def old_aggregates(client: redis.Redis, before_day: str) -> list[bytes]:
     """Per-day aggregate keys (every shard) of days before ``before_day``."""
     out = []
-    for key in client.scan_iter(match=f"{keyspace.PREFIX}:{{s*}}:*", count=1000):
+    for key in client.scan_iter(match=keyspace.SHARD_KEYS, count=1000):
         m = _DAY_KEY.match(key)
         if m and m.group(1).decode() < before_day:
             out.append(key)

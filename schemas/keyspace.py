@@ -105,6 +105,16 @@ def kpi(shard: int, name: str, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:{day}"
 
 
+def scratch(tag_: str, i: int) -> str:
+    """A short-lived copy under one hash tag ``tag_`` (``{tmp-<uuid>}``): HLLs of several cluster
+    slots counted together (kinds/base.py ``union_count``); it expires within a minute."""
+    return f"{PREFIX}:{tag_}:{i}"
+
+
+# every per-shard key (a SCAN pattern): the purge's sweep of old per-day aggregates
+SHARD_KEYS = f"{PREFIX}:{{s*}}:*"
+
+
 def kpi_all_time(shard: int, name: str) -> str:
     """A top-N KPI's running all-time table (seed 000's install_count per server); no TTL."""
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:all"
