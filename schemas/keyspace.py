@@ -111,6 +111,12 @@ def scratch(tag_: str, i: int) -> str:
     return f"{PREFIX}:{tag_}:{i}"
 
 
+def shard_scratch(shard: int, token: str) -> str:
+    """A short-lived key on ``shard``'s slot (kinds/first_seen.py's running union of the daily
+    actors); its writer deletes it, and it expires within a minute if the writer dies."""
+    return f"{PREFIX}:{tag(shard)}:scratch:{token}"
+
+
 # every per-shard key (a SCAN pattern): the purge's sweep of old per-day aggregates
 SHARD_KEYS = f"{PREFIX}:{{s*}}:*"
 

@@ -27,7 +27,7 @@ from scripts import bench_common as bc
 from scripts.simulate import sample_duration
 
 KPIS = ("daily-active-villages", "session-duration?metric=p95", "dialogue-opens", "command-executions",
-        "village-retention?after=7")
+        "village-retention?after=7", "total-villages", "new-villages", "weekly-active-villages")
 
 
 def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int = 3) -> None:
