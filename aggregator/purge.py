@@ -34,6 +34,7 @@ import redis
 
 from aggregator import places
 from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_archive
+from kinds import rollups
 from infra.progress import Progress
 from schemas import adjusted, keyspace
 from schemas.catalog import StoredEvent
@@ -280,6 +281,8 @@ def purge(client: redis.Redis, settings: Settings, archive: Archive | None, olde
         if not dry_run:
             for start in range(0, len(keys), 500):
                 client.unlink(*keys[start:start + 500])
+            if keys:
+                rollups.drop(client)  # and the KPI APIs' cached answers with them
     return report
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from kinds import ops, uniques
-from kinds.base import Query, Row, day_bounds, per_day, summed_hashes, suppress
+from kinds import ops, rollups, uniques
+from kinds.base import Query, Row, day_bounds, summed_hashes, suppress
 from schemas import keyspace
 from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
@@ -84,17 +84,26 @@ async def counters_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> li
     return await summed_hashes(r, s, days, keyspace.counts)
 
 
-async def _daily_of(r: aredis.Redis, s: Settings, events: tuple[str, ...], days: list[date]) -> list[int]:
-    """Each day's total of a few named events: one HMGET per shard and day, not the whole hash."""
-    replies = await per_day(r, s, days, lambda p, shard, d: p.hmget(keyspace.counts(shard, d.isoformat()), events))
-    return [sum(int(v or 0) for reply in shards for v in reply) for shards in replies]
+BASE = "@counts"  # the rollups of the base counters, which every profile keeps
+
+
+async def totals_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[dict[str, int]]:
+    """Each day's totals by event name: closed days from their rollups, the others live."""
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        return [totals(c) for c in await counters_per_day(r, s, days)]
+
+    return await rollups.per_day(r, s, BASE, "t", days, live)
 
 
 async def _own(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     """Rows ``{date, <dimension>, value}`` from the KPI's own hash, the ``limit`` largest groups."""
     dim, days = q.group_by or "", q.days
-    hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
-    per_day_ = [by_dimension(h, dim) for h in hashes]
+
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
+        return [by_dimension(h, dim) for h in hashes]
+
+    per_day_ = await rollups.per_day(r, s, q.kpi.name, f"by:{dim}", days, live)
     grand: dict[str, int] = {}
     for h in per_day_:
         for g, v in h.items():
@@ -110,10 +119,8 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     if own_breakdown(q.group_by):
         rows = await _own(r, s, q)
         return suppress(rows, day_bounds(rows, days, await uniques.actors_per_day(r, s, days)), k)
-    if q.granularity == "day" and q.group_by is None and kpi.events and q.event_name is None:
-        values = await _daily_of(r, s, kpi.events, days)
-        return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
-    counters = await counters_per_day(r, s, days)
+    # per day: the totals by event name (rolled up once closed); per hour: the whole counters
+    counters = await (counters_per_day if q.granularity == "hour" else totals_per_day)(r, s, days)
     names: dict[str, int] = {}
     for c in counters:
         for name, v in _names(kpi, c, q.event_name).items():
@@ -138,9 +145,7 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
-    if q.event_name is None and q.kpi.events:
-        return sum(await _daily_of(r, s, q.kpi.events, days))
-    return sum(sum(_names(q.kpi, c, q.event_name).values()) for c in await counters_per_day(r, s, days))
+    return sum(sum(_names(q.kpi, c, q.event_name).values()) for c in await totals_per_day(r, s, days))
 
 
 async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:

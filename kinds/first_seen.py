@@ -30,6 +30,7 @@ from datetime import date, timedelta
 
 import redis.asyncio as aredis
 
+from kinds import rollups, uniques
 from kinds.base import Query, Row
 from schemas import keyspace
 from schemas.days import days_between
@@ -70,6 +71,12 @@ async def totals(r: aredis.Redis, s: Settings, days: list[date], today: date) ->
     per day of the range (a 90-day range read 90 x 365 daily HLLs per shard before).
     """
     first = horizon(s, today)
+    # a day's total depends on the horizon too, which moves every day: rolled up per horizon
+    return await rollups.per_day(r, s, uniques.BASE, f"h{first.isoformat()}", days,
+                                 lambda days: _totals(r, s, days, first))
+
+
+async def _totals(r: aredis.Redis, s: Settings, days: list[date], first: date) -> list[int]:
     due = sorted({d for d in days if d >= first})
     if not due:
         return [0] * len(days)

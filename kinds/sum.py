@@ -11,7 +11,7 @@ from datetime import date
 
 import redis.asyncio as aredis
 
-from kinds import ops
+from kinds import ops, rollups
 from kinds.base import Query, Row, summed_hashes
 from schemas import keyspace
 from schemas.catalog import StoredEvent
@@ -36,14 +36,21 @@ def total_means(kpi: Kpi) -> str:
     return TOTAL_MEANS
 
 
+async def hashes(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[dict[str, int]]:
+    """Each day's hash summed over the shards: closed days from their rollups, the others live."""
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        return await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, kpi.name, day))
+
+    return await rollups.per_day(r, s, kpi.name, "h", days, live)
+
+
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
-    hashes = await summed_hashes(r, s, q.days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
-    return [{"date": d.isoformat(), "value": value(h, q.kpi.scale)} for d, h in zip(q.days, hashes)]
+    return [{"date": d.isoformat(), "value": value(h, q.kpi.scale)}
+            for d, h in zip(q.days, await hashes(r, s, q.kpi, q.days))]
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int | float:
-    hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
-    return round(value({SUM: sum(h.get(SUM, 0) for h in hashes)}, q.kpi.scale), 6)
+    return round(value({SUM: sum(h.get(SUM, 0) for h in await hashes(r, s, q.kpi, days))}, q.kpi.scale), 6)
 
 
 # -- writes: ``I`` (HINCRBY of the scaled total, any size, and of the events summed), ``E`` ----

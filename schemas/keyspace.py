@@ -70,6 +70,15 @@ def session_sketch(shard: int, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:sessdur:{day}"
 
 
+def rollup(kpi: str) -> str:
+    """A KPI's closed-day rollups (kinds/rollups.py ``per_day``): one hash, field ``<variant>:<day>``
+    -> msgpack ``[data generation, value]``, in shard 0's slot (one HMGET reads a range)."""
+    return f"{PREFIX}:{tag(0)}:rollup:{kpi}"
+
+
+ROLLUPS = f"{PREFIX}:{tag(0)}:rollup:*"  # every KPI's rollup hash (a SCAN pattern)
+
+
 def session_rollup(day: str) -> str:
     """The closed day's merged session-duration sketch (``schemas.sketch`` ``encode``), one string
     for all shards, in shard 0's slot so that one MGET reads a range of them on a cluster."""
