@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
+import kinds
 from kinds import count, sum as sum_kind, top, uniques
 from kinds.ops import Adder, DayKpis, Effects
 from schemas.kpis import Kpi
 
 __all__ = ["DayKpis", "KpiIndex", "index"]
-_WRITERS = {"count": count, "uniques": uniques, "sum": sum_kind, "top": top}
 
 
 class KpiIndex:
@@ -30,7 +30,7 @@ class KpiIndex:
         self.kpis = tuple(k for k in kpis if k.own_aggregate)
         self.wide = tuple((i, k) for i, k in enumerate(self.kpis) if k.kind == "count" and count.wide(k))
         wide = {i for i, _ in self.wide}
-        self._adders = [(k, _WRITERS[k.kind].adder(i, k)) for i, k in enumerate(self.kpis) if i not in wide]
+        self._adders = [(k, kinds.module(k.kind).adder(i, k)) for i, k in enumerate(self.kpis) if i not in wide]
         self.by_name: dict[str, tuple[Adder, ...]] = {}
 
     def adders(self, name: str) -> tuple[Adder, ...]:
