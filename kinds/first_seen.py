@@ -71,9 +71,10 @@ async def totals(r: aredis.Redis, s: Settings, days: list[date], today: date) ->
     per day of the range (a 90-day range read 90 x 365 daily HLLs per shard before).
     """
     first = horizon(s, today)
-    # a day's total depends on the horizon too, which moves every day: rolled up per horizon
-    return await rollups.per_day(r, s, uniques.BASE, f"h{first.isoformat()}", days,
-                                 lambda days: _totals(r, s, days, first))
+    # a day's total depends on the horizon too, which moves every day: rolled up per horizon, in
+    # a hash of its own that expires two days after its last write (tomorrow reads another one)
+    return await rollups.per_day(r, s, f"{uniques.BASE}:since:{first.isoformat()}", "t", days,
+                                 lambda days: _totals(r, s, days, first), ttl=2 * 86400)
 
 
 async def _totals(r: aredis.Redis, s: Settings, days: list[date], first: date) -> list[int]:

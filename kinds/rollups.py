@@ -73,10 +73,12 @@ def drop(client: redis.Redis) -> None:
 async def per_day(
     r: aredis.Redis, s: Settings, kpi: str, variant: str, days: list[date],
     compute: Callable[[list[date]], Awaitable[list[Any]]], shut: Callable[[date], bool] | None = None,
+    ttl: int | None = None,
 ) -> list[Any]:
     """``compute(days)`` (one value per day, in order), with the closed days' values taken from
     and stored in the KPI's rollup hash. ``shut(day)``: whether a day's value can no longer change
-    (default: the day is closed; a retention's D needs D+N closed)."""
+    (default: the day is closed; a retention's D needs D+N closed). The hash expires ``ttl``
+    seconds after its last write (default: the metrics retention)."""
     is_shut = shut or (lambda d: closed(s, d))
     done = [d for d in days if is_shut(d)]
     key = keyspace.rollup(kpi)
@@ -100,7 +102,7 @@ async def per_day(
         if store:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.hset(key, mapping=store)
-                pipe.expire(key, ttl_seconds(s))
+                pipe.expire(key, ttl or ttl_seconds(s))
                 await pipe.execute()
         found.update(fresh)
     return [found[d] for d in days]

@@ -58,6 +58,27 @@ def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int
         pipe.execute()
 
 
+def rollup_memory(r: redis.Redis) -> dict[str, float]:
+    """Bytes per rolled-up day of each rollup hash (``MEMORY USAGE`` / fields), and of the
+    session sketches' rollups (one string per day)."""
+    from schemas import keyspace
+
+    out: dict[str, float] = {}
+    for key in r.scan_iter(match=keyspace.ROLLUPS, count=1000):
+        fields = r.hlen(key)
+        variants = {f.split(b":", 1)[0] for f in r.hkeys(key)}
+        for v in variants:
+            n = sum(1 for f in r.hkeys(key) if f.split(b":", 1)[0] == v)
+            out[f"{key.decode().rsplit(':', 1)[-1]}:{v.decode()}"] = n
+        out[key.decode().rsplit(":", 1)[-1] + " bytes/field"] = round(
+            (r.memory_usage(key, samples=0) or 0) / max(1, fields), 1)
+    sess = list(r.scan_iter(match=keyspace.session_rollup("*"), count=1000))
+    if sess:
+        out["session sketch rollup bytes/day"] = round(
+            sum(r.memory_usage(k, samples=0) or 0 for k in sess) / len(sess), 1)
+    return out
+
+
 def measure(port: int, path: str, token: str, n: int, expect: str) -> tuple[list[float], int]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Authorization": f"Bearer {token}"}
@@ -149,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     per["ceiling"].append({"p50": bc.percentile(lat, 0.5), "p99": bc.percentile(lat, 0.99)})
                 print(f"run {run + 1}: cached p99 {per['cached'][-1]['p99']:.2f} ms, "
                       f"uncached p99 {per['uncached'][-1]['p99']:.2f} ms", flush=True)
+        rollup_bytes = rollup_memory(r)
         r.close()
     med = lambda mode, k: bc.median([x[k] for x in per[mode]])  # noqa: E731
     summary = {
@@ -164,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "uncached_by_kpi_ms": {k: round(med("uncached", k), 2) for k in per["uncached"][0] if "_p" in k},
         "cached_by_kpi_ms": {k: round(med("cached", k), 2) for k in per["cached"][0] if "_p" in k},
         "wrong_answers": wrong,
+        "rollup_bytes_per_field": rollup_bytes,
         "target_cached_p99_ms": 5,
         "target_uncached_p99_ms": 50,
     }
