@@ -39,6 +39,16 @@ def read(settings: Settings, days: list[date], now_ms: int) -> list[Sketch]:
     return asyncio.run(go())
 
 
+def send(settings: Settings, r: redis.Redis, events: list[dict]) -> None:
+    """Through the admin import path (history: never late), then a burst worker."""
+    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
+    with TestClient(create_app(settings)) as c:
+        for i in range(0, len(events), 400):
+            assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
+                          headers=admin).status_code == 202
+    Worker(r, settings, consumer="import").run(burst=True)
+
+
 def expected(durations: list[int]) -> Sketch:
     sk = Sketch()
     for d in durations:
@@ -97,17 +107,9 @@ def test_a_history_import_into_a_closed_day_drops_its_rollup(
     settings: Settings, r: redis.Redis, rng: random.Random
 ) -> None:
     now = int(time.time() * 1000)
-    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
-
-    def send(events: list[dict]) -> None:
-        with TestClient(create_app(settings)) as c:
-            for i in range(0, len(events), 400):
-                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
-                              headers=admin).status_code == 202
-        Worker(r, settings, consumer="import").run(burst=True)
 
     first = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-    send(first)
+    send(settings, r, first)
     t = truth(first)
     days = sorted(date.fromisoformat(d) for d in t.durations)
     got = read(settings, days, now)  # closed days: rolled up now
@@ -115,7 +117,7 @@ def test_a_history_import_into_a_closed_day_drops_its_rollup(
     assert r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days]) == len(days)
 
     more = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-    send(more)
+    send(settings, r, more)
     t = truth(first + more)
     assert r.mget([keyspace.session_rollup(d.isoformat()) for d in days]) == [rollups.STALE] * len(days)
     got = read(settings, days, now)
@@ -153,19 +155,11 @@ def test_the_kpi_api_drops_its_cached_closed_days_after_an_import(
     from schemas.adjusted import REFRESH_S
 
     now = int(time.time() * 1000)
-    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
     staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
     clock = [now / 1000]
 
-    def send(events: list[dict]) -> None:
-        with TestClient(create_app(settings)) as c:
-            for i in range(0, len(events), 400):
-                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
-                              headers=admin).status_code == 202
-        Worker(r, settings, consumer="import").run(burst=True)
-
     first = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
-    send(first)
+    send(settings, r, first)
     days = sorted({e["ts_utc"][:10] for e in first})
     path = f"/internal/analytics/kpis/daily-active-villages?start={days[0]}&end={days[-1]}"
     with TestClient(create_kpi_api(settings, clock=lambda: clock[0])) as api:
@@ -176,7 +170,7 @@ def test_the_kpi_api_drops_its_cached_closed_days_after_an_import(
         assert api.get(path, headers=staff).headers["X-Cache"] == "hit"  # nothing changed: still cached
 
         more = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
-        send(more)
+        send(settings, r, more)
         clock[0] += REFRESH_S + 1
         after = api.get(path, headers=staff)
         assert after.headers["X-Cache"] == "miss"
@@ -197,17 +191,9 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
     from kpi_api.app import create_app as create_kpi_api
 
     now = int(time.time() * 1000)
-    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
     staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
     settings = dataclasses.replace(settings, kpi_cache_seconds=0, kpi_cache_closed_seconds=0,
                                    kpi_min_group_size=1)
-
-    def send(events: list[dict]) -> None:
-        with TestClient(create_app(settings)) as c:
-            for i in range(0, len(events), 400):
-                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
-                              headers=admin).status_code == 202
-        Worker(r, settings, consumer="import").run(burst=True)
 
     def expected(events: list[dict]) -> dict[str, list]:
         t = truth(events)
@@ -233,7 +219,7 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
         return out
 
     first = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-    send(first)
+    send(settings, r, first)
     days = sorted({e["ts_utc"][:10] for e in first})
     span = f"start={days[0]}&end={days[-1]}"
     with TestClient(create_kpi_api(settings)) as api:
@@ -248,7 +234,7 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
             r.restore(k, 0, blob)
 
         more = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-        send(more)  # an import into closed days: the rollups computed before it are ignored
+        send(settings, r, more)  # an import into closed days: the rollups computed before it are ignored
         assert answers(api) == expected(first + more)
 
         report = purge(r, dataclasses.replace(settings, metrics_retention_days=3), None, 3)
