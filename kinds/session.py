@@ -5,7 +5,8 @@ by ``aggregator/effects.py``) and add the duration to the start day's sketch has
 (``keyspace.session_sketch``, buckets of ``schemas/sketch.py``). Sketches merge by adding bucket
 counts. A closed day (``kinds.rollups.closed``) is read from its rollup, one compact value for all
 shards (``keyspace.session_rollup``); the open days are merged live and the first read of a closed
-day stores its rollup. Relative error of any quantile <= ``schemas.sketch.ALPHA``.
+day stores its rollup; a daily series reads each closed day's metric from ``kinds.rollups.per_day``
+without decoding its sketch. Relative error of any quantile <= ``schemas.sketch.ALPHA``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import redis.asyncio as aredis
 from kinds import rollups
 from kinds.base import Query, Row, per_day
 from schemas import keyspace
+from schemas.catalog import StoredEvent
+from schemas.days import day_of_ms
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 from schemas.sketch import Sketch
@@ -70,9 +73,17 @@ def value(sketch: Sketch, metric: str) -> float:
     return round(ms / 1000, 3)
 
 
+BASE = "@sessions"  # the rollups of each closed day's metrics (besides its merged sketch)
+
+
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
-    sketches = await sketches_per_day(r, s, q.days)
-    return [{"date": d.isoformat(), "value": value(sk, q.metric)} for d, sk in zip(q.days, sketches)]
+    """Each day's metric: a closed day's from its rollup (one HMGET for the range, no sketch
+    decoded), the open days' from their sketches."""
+    async def live(days: list[date]) -> list[float]:
+        return [value(sk, q.metric) for sk in await sketches_per_day(r, s, days)]
+
+    values = await rollups.per_day(r, s, BASE, q.metric, q.days, live)
+    return [{"date": d.isoformat(), "value": v} for d, v in zip(q.days, values)]
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> float:
@@ -80,3 +91,52 @@ async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> flo
     for sk in await sketches_per_day(r, s, days):
         merged.absorb(sk)
     return value(merged, q.metric)
+
+
+# -- writes ------------------------------------------------------------------------------------
+# The workers pair online: ``apply.lua``'s S (a start), F (an end) and B (both in one batch) ops
+# keep each open session's start in a state key (``keyspace.session_state``) and add the
+# duration to the start day's sketch when the end arrives (``aggregator/effects.py`` emits them).
+# The backfill sees the whole retained stream at once and pairs here, in memory, with the same
+# rule: an end pairs with its session's start (or, through ``session_alt``, the start it names);
+# the duration, never negative, goes to the start's day. Its ``D`` ops add the durations.
+class Pairing:
+    """Sessions of a stream read in order: starts and ends by session id."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
+
+    def add(self, ev: StoredEvent) -> None:
+        if ev.session is None:
+            return
+        if ev.name == "session_start":
+            self.starts[ev.session] = ev.ts
+        elif ev.name == "session_end":
+            self.ends[ev.session] = ev.ts
+            if ev.session_alt:
+                self.ends.setdefault(ev.session_alt, ev.ts)
+
+    def durations(self, days: set[str]) -> list[tuple[str, int]]:
+        """(start's day, duration ms) of every paired session that started on one of ``days``."""
+        out = []
+        for sid, start in self.starts.items():
+            end = self.ends.get(sid)
+            if end is not None and (day := day_of_ms(start)) in days:
+                out.append((day, max(0, end - start)))
+        return out
+
+
+def duration_ops(shard: int, durations: list[tuple[str, int]]) -> tuple[list[str], list[object]]:
+    """The KEYS (after the stream and stats the script expects first) and ``D`` ops that add
+    ``durations`` to their days' sketches on ``shard``."""
+    keys = [keyspace.stream(shard), keyspace.shard_stats(shard)]
+    index: dict[str, int] = {}
+    ops_: list[object] = []
+    for day, ms in durations:
+        sketch = keyspace.session_sketch(shard, day)
+        if sketch not in index:
+            keys.append(sketch)
+            index[sketch] = len(keys)
+        ops_ += ["D", index[sketch], ms]
+    return keys, ops_
