@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("decode + validate + pseudonymise", got["validate_us"], "us per event"),
         ("store write, client side", got["store_client_us"], "us per event"),
         ("server (append script)", got["server_us"], "us per event"),
-        ("rate limit, client / server", f"{got['rate_limit_client_us_per_request']:.0f} / "
-         f"{got['rate_limit_server_us_per_request']:.0f}", "us per request"),
+        ("rate limit, client / server",
+         f"{got['rate_limit_client_us_per_request']:.0f} / {got['rate_limit_server_us_per_request']:.0f}",
+         "us per request"),
     ]
     bc.emit("collector_path", summary, rows, ("figure", "CPU", "unit"))
     return summary
