@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
 
 from scripts import bench_common as bc
 
@@ -34,7 +33,7 @@ def fresh(body: bytes, k: int) -> bytes:
     return _SESSION.sub(b'"session_id":"%08x' % (k & 0xFFFFFFFF), body)
 
 
-async def _server_cpu(client: aredis.Redis) -> float:
+async def _server_cpu(client: Any) -> float:
     info = await client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
@@ -45,11 +44,12 @@ async def measure(url: str, bodies: list[bytes], windows: int, per_window: int, 
     from collector.ratelimit import RateLimiter
     from collector.store import EventStore
     from collector.validate import Validator
+    from infra.connection import open_async
     from schemas.catalog import Batch
     from schemas.settings import Settings
 
     settings = Settings.from_env(bc.bench_env(url))
-    client = aredis.Redis.from_url(url)
+    client = await open_async(url)  # as the collector opens it
     pseudo = Pseudonymizer(client, settings)
     validator, store = Validator(settings, pseudo), EventStore(client, settings)
     decoder = msgspec.json.Decoder(Batch)
