@@ -12,9 +12,9 @@
   // Daily, WAU and MAU often coincide (a steady population): the widest line is drawn underneath,
   // each in its own dash, width and point style, so every one stays visible on top of the others.
   const ACTIVE_STYLES = [
-    { borderWidth: 2, pointStyle: "circle", pointRadius: 3, order: 1 },
-    { borderWidth: 5, borderDash: [10, 6], pointStyle: "rect", pointRadius: 5, order: 2 },
-    { borderWidth: 10, pointStyle: "triangle", pointRadius: 8, order: 3 },
+    { borderWidth: 2, pointStyle: "circle", pointRadius: 2.5, order: 1 },
+    { borderWidth: 4, borderDash: [10, 6], pointStyle: "rect", pointRadius: 3.5, order: 2 },
+    { borderWidth: 9, borderColor: COLORS[2] + "77", pointStyle: "triangle", pointRadius: 5, order: 3 },
   ];
   const state = { charts: {}, pollSeconds: 60, timer: null, loads: 0, lastError: null, noun: "actors",
                   topOffset: 0, topNext: null, topKey: "", last: null };
@@ -212,7 +212,7 @@
       const vals = (rows) => (rows || []).map((r) => r.value);
       lineChart("chart-active", labels, [
         { label: "daily", data: vals(dav) }, { label: "WAU (7 d)", data: vals(wau) }, { label: "MAU (30 d)", data: vals(mau) },
-      ].map((d, i) => ({ ...d, ...ACTIVE_STYLES[i] })), "line", { legend: { labels: { usePointStyle: true } } });
+      ].map((d, i) => ({ ...d, ...ACTIVE_STYLES[i] })), "line", { legend: { labels: { usePointStyle: true, boxHeight: 8 } } });
       lineChart("chart-session", labels, [
         { label: "avg", data: vals(avg) }, { label: "p50", data: vals(p50) }, { label: "p95", data: vals(p95) }]);
       lineChart("chart-dialogue", labels, [{ label: "dialogue opens", data: vals(dia) }], "bar");
@@ -294,7 +294,7 @@
     const trendName = $("trend-kpi").value;
     const choice = trends.find((k) => k.name === trendName);
     const by = choice ? choice.breakdown : null;
-    $("trend-title").textContent = trendName.includes("install") ? "Install trends" : "Trend";
+    $("trend-title").textContent = (trendName.includes("install") ? "Install trends" : "Trend") + (by ? " by " + by : "");
     const [trend] = await Promise.all([
       trendName ? json(API + "/" + trendName + "?" + (by ? "group_by=" + by + "&" : "") + q) : null,
       topTable(listing, q, id),
@@ -304,7 +304,7 @@
     const days = [...new Set((trend || []).map((r) => r.date))];
     if (by) {
       const groups = [...new Set(trend.map((r) => r[by]))].sort();
-      lineChart("chart-trend", days, groups.map((g) => ({ label: trendName + " " + by + "=" + g, data: days.map((d) => {
+      lineChart("chart-trend", days, groups.map((g) => ({ label: g, data: days.map((d) => {
         const r = trend.find((x) => x.date === d && x[by] === g); return r ? r.value : 0; }) })), "bar");
     } else {
       lineChart("chart-trend", days, [{ label: trendName || "none", data: (trend || []).map((r) => r.value) }], "bar");
