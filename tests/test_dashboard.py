@@ -137,12 +137,19 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
             assert shown[d] == counts["dialogue_open"], (d, shown)
         cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
         assert "dialogue-opens" in cards
-        # the profile's declared KPIs: a daily trend (seed 003: commands) and a top-N table
+        # the profile's declared KPIs: a daily trend (seed 003: commands, broken down by command, since
+        # their totals are the command executions chart above) and a top-N table
         assert page.input_value("#trend-kpi") == "commands-by-name"
+        assert page.inner_text("#trend-title") == "Trend by command"
         trend_days = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
-        trend = dict(zip(trend_days, wide["chart-trend"][0]))
+        groups = page.evaluate("() => window.dashboard.charts['chart-trend'].data.datasets.map(d => d.label)")
+        by_command = Counter((day(ms(e["ts_utc"])), e["payload"]["command"])
+                             for e in events if e["event_name"] == "command_executed")
+        assert groups == sorted({c for _, c in by_command}), groups
+        for g, values in zip(groups, wide["chart-trend"]):
+            assert dict(zip(trend_days, values)) == {d: by_command[(d, g)] for d in trend_days}, g
         for d, counts in t.counts.items():
-            assert trend[d] == counts["command_executed"], (d, trend)
+            assert sum(v[trend_days.index(d)] for v in wide["chart-trend"]) == counts["command_executed"], d
         assert page.input_value("#top-kpi") == "dialogues-by-id"
         opened = Counter(e["payload"]["dialogue_id"] for e in events if e["event_name"] == "dialogue_open")
         top10 = sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
