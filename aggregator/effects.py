@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from aggregator.declared import DayKpis, index
-from aggregator.ops import Effects, emit_counters
+from kinds.ops import Effects, emit_counters
 from kinds import count
 from schemas import keyspace
 from schemas.catalog import STORED_ENCODER, StoredEvent

@@ -34,6 +34,7 @@ import redis
 
 from aggregator import places
 from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_archive
+from kinds import rollups
 from infra.progress import Progress
 from schemas import adjusted, keyspace
 from schemas.catalog import StoredEvent
@@ -234,7 +235,7 @@ def _report(report: dict[str, Any], taken: Taken) -> None:
 def old_aggregates(client: redis.Redis, before_day: str) -> list[bytes]:
     """Per-day aggregate keys (every shard) of days before ``before_day``."""
     out = []
-    for key in client.scan_iter(match=f"{keyspace.PREFIX}:{{s*}}:*", count=1000):
+    for key in client.scan_iter(match=keyspace.SHARD_KEYS, count=1000):
         m = _DAY_KEY.match(key)
         if m and m.group(1).decode() < before_day:
             out.append(key)
@@ -280,6 +281,8 @@ def purge(client: redis.Redis, settings: Settings, archive: Archive | None, olde
         if not dry_run:
             for start in range(0, len(keys), 500):
                 client.unlink(*keys[start:start + 500])
+            if keys:
+                rollups.drop(client)  # and the KPI APIs' cached answers with them
     return report
 
 

@@ -20,12 +20,14 @@ The declarations (``schemas.kpis.Kpi``) and the kind names are the contract in `
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 
-def module(kind: str) -> ModuleType:
-    """The module that reads KPIs of ``kind``."""
-    from kinds import count, first_seen, retention, session, sum, top, uniques
+# kinds read by a module of another name (one module serves both)
+_MODULES = {"total_actors": "first_seen", "new_actors": "first_seen"}
 
-    return {"uniques": uniques, "count": count, "sum": sum, "top": top, "session": session,
-            "retention": retention, "total_actors": first_seen, "new_actors": first_seen}[kind]
+
+def module(kind: str) -> ModuleType:
+    """The module of ``kind`` (``kinds.<kind>``): its reads, and its writes if it keeps a key."""
+    return importlib.import_module(f"kinds.{_MODULES.get(kind, kind)}")

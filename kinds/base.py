@@ -107,7 +107,7 @@ async def union_count(r: aredis.Redis, keys: list[str]) -> int:
         if "CROSSSLOT" not in str(exc):
             raise
     tag = "{tmp-%s}" % uuid.uuid4().hex
-    temp = [f"{keyspace.PREFIX}:{tag}:{i}" for i in range(len(keys))]
+    temp = [keyspace.scratch(tag, i) for i in range(len(keys))]
     blobs = [await r.get(k) for k in keys]
     try:
         for name, blob in zip(temp, blobs):

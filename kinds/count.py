@@ -15,9 +15,10 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from kinds import uniques
-from kinds.base import Query, Row, day_bounds, per_day, summed_hashes, suppress
+from kinds import ops, rollups, uniques
+from kinds.base import Query, Row, day_bounds, summed_hashes, suppress
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -83,17 +84,26 @@ async def counters_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> li
     return await summed_hashes(r, s, days, keyspace.counts)
 
 
-async def _daily_of(r: aredis.Redis, s: Settings, events: tuple[str, ...], days: list[date]) -> list[int]:
-    """Each day's total of a few named events: one HMGET per shard and day, not the whole hash."""
-    replies = await per_day(r, s, days, lambda p, shard, d: p.hmget(keyspace.counts(shard, d.isoformat()), events))
-    return [sum(int(v or 0) for reply in shards for v in reply) for shards in replies]
+BASE = "@counts"  # the rollups of the base counters, which every profile keeps
+
+
+async def totals_per_day(r: aredis.Redis, s: Settings, days: list[date]) -> list[dict[str, int]]:
+    """Each day's totals by event name: closed days from their rollups, the others live."""
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        return [totals(c) for c in await counters_per_day(r, s, days)]
+
+    return await rollups.per_day(r, s, BASE, "t", days, live)
 
 
 async def _own(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     """Rows ``{date, <dimension>, value}`` from the KPI's own hash, the ``limit`` largest groups."""
     dim, days = q.group_by or "", q.days
-    hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
-    per_day_ = [by_dimension(h, dim) for h in hashes]
+
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        hashes = await summed_hashes(r, s, days, lambda shard, day: keyspace.kpi(shard, q.kpi.name, day))
+        return [by_dimension(h, dim) for h in hashes]
+
+    per_day_ = await rollups.per_day(r, s, q.kpi.name, f"by:{dim}", days, live)
     grand: dict[str, int] = {}
     for h in per_day_:
         for g, v in h.items():
@@ -109,10 +119,8 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
     if own_breakdown(q.group_by):
         rows = await _own(r, s, q)
         return suppress(rows, day_bounds(rows, days, await uniques.actors_per_day(r, s, days)), k)
-    if q.granularity == "day" and q.group_by is None and kpi.events and q.event_name is None:
-        values = await _daily_of(r, s, kpi.events, days)
-        return [{"date": d.isoformat(), "value": v} for d, v in zip(days, values)]
-    counters = await counters_per_day(r, s, days)
+    # per day: the totals by event name (rolled up once closed); per hour: the whole counters
+    counters = await (counters_per_day if q.granularity == "hour" else totals_per_day)(r, s, days)
     names: dict[str, int] = {}
     for c in counters:
         for name, v in _names(kpi, c, q.event_name).items():
@@ -137,9 +145,7 @@ async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
-    if q.event_name is None and q.kpi.events:
-        return sum(await _daily_of(r, s, q.kpi.events, days))
-    return sum(sum(_names(q.kpi, c, q.event_name).values()) for c in await counters_per_day(r, s, days))
+    return sum(sum(_names(q.kpi, c, q.event_name).values()) for c in await totals_per_day(r, s, days))
 
 
 async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
@@ -159,3 +165,67 @@ async def heatmap(r: aredis.Redis, s: Settings, q: Query) -> dict[str, Any]:
     rows = suppress(rows, [bound[row["weekday"]] for row in rows], s.kpi_min_group_size)
     return {"kpi": q.kpi.name, "start": q.start.isoformat(), "end": q.end.isoformat(), "cells": rows,
             "max": max((row["value"] or 0 for row in rows), default=0)}
+
+
+# -- writes (the worker and the backfill, through aggregator/declared.py) ---------------------
+# A count by built-in dimensions only (event name, platform, app version) needs no per-event
+# work: it is derived at emit time from the plan's base counters, kept per (event name, hour,
+# platform, app version). Others have an adder. Ops: ``H`` (counters of one hash), ``E``.
+def wide(kpi: Kpi) -> bool:
+    return all(d in ops.BUILTIN for d in kpi.dimensions)
+
+
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    if len(kpi.dimensions) == 1 and kpi.dimensions[0] not in ops.BUILTIN:
+        dim = kpi.dimensions[0]
+
+        def add_payload_count(day: ops.DayKpis, ev: StoredEvent) -> None:
+            value = ev.payload.get(dim)
+            if type(value) is not str:  # identifiers are strings: the rest is rare
+                value = ops.payload_value(value)
+            k = (i, value)
+            day.counts[k] = day.counts.get(k, 0) + 1
+
+        return add_payload_count
+    get = ops.dims_getter(kpi.dimensions)
+
+    def add_count(day: ops.DayKpis, ev: StoredEvent) -> None:
+        k = (i, get(ev))
+        day.counts[k] = day.counts.get(k, 0) + 1
+
+    return add_count
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], wide_kpis: tuple[tuple[int, Kpi], ...],
+         counts: dict[tuple[int, Any], int], base: dict[tuple[str, int, str, str], int], written: set[str]) -> None:
+    """One day's count ops: the wide counts from the base counters, the others from ``counts``."""
+    hincr: dict[tuple[str, str], int] = {}
+    if wide_kpis:
+        combos: dict[tuple[str, str, str], int] = {}
+        for (name, _, platform, app_version), n in base.items():
+            c = (name, platform, app_version)
+            combos[c] = combos.get(c, 0) + n
+        for _, kpi in wide_kpis:
+            key = keyspace.kpi(shard, kpi.name, day)
+            for (name, platform, app_version), n in combos.items():
+                if not kpi.matches(name):
+                    continue
+                values = {"event_name": name, "platform": platform, "app_version": app_version}
+                for dim in kpi.dimensions:
+                    f = (key, dim_field(dim, values[dim]))
+                    hincr[f] = hincr.get(f, 0) + n
+    for (i, values), n in counts.items():
+        kpi = kpis[i]
+        key = keyspace.kpi(shard, kpi.name, day)
+        if len(kpi.dimensions) == 1:
+            values = (values,)
+        for dim, value in zip(kpi.dimensions, values):
+            if value is not None:
+                f = (key, dim_field(dim, value))
+                hincr[f] = hincr.get(f, 0) + n
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for (key, field), by in hincr.items():
+        by_key.setdefault(key, []).append((field, by))
+    for key, fields in by_key.items():
+        ops.emit_counters(fx.ops, fx.key(key), fields)
+        written.add(key)

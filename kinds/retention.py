@@ -24,6 +24,7 @@ from datetime import date, timedelta
 
 import redis.asyncio as aredis
 
+from kinds import rollups, uniques
 from kinds.base import Query, Row
 from schemas import keyspace
 from schemas.kpis import Kpi
@@ -59,7 +60,17 @@ def share(parts: list[tuple[int, int, int]]) -> tuple[float | None, int]:
 async def counts(
     r: aredis.Redis, s: Settings, days: list[date], after: int, today: date
 ) -> list[list[tuple[int, int, int]] | None]:
-    """Per day D, each shard's (|A_D|, |A_D+N|, |A_D ∪ A_D+N|); None while D+N is to come."""
+    """Per day D, each shard's (|A_D|, |A_D+N|, |A_D ∪ A_D+N|); None while D+N is to come.
+    Once D+N is closed, from the rollups (``kinds.rollups.per_day``)."""
+    gap = timedelta(days=after)
+    return await rollups.per_day(r, s, uniques.BASE, f"r{after}", days,
+                                 lambda days: _counts(r, s, days, after, today),
+                                 shut=lambda d: rollups.closed(s, d + gap))
+
+
+async def _counts(
+    r: aredis.Redis, s: Settings, days: list[date], after: int, today: date
+) -> list[list[tuple[int, int, int]] | None]:
     due = [d for d in days if d + timedelta(days=after) <= today]
     async with r.pipeline(transaction=False) as pipe:
         for d in due:

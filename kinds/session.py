@@ -5,7 +5,8 @@ by ``aggregator/effects.py``) and add the duration to the start day's sketch has
 (``keyspace.session_sketch``, buckets of ``schemas/sketch.py``). Sketches merge by adding bucket
 counts. A closed day (``kinds.rollups.closed``) is read from its rollup, one compact value for all
 shards (``keyspace.session_rollup``); the open days are merged live and the first read of a closed
-day stores its rollup. Relative error of any quantile <= ``schemas.sketch.ALPHA``.
+day stores its rollup; a daily series reads each closed day's metric from ``kinds.rollups.per_day``
+without decoding its sketch. Relative error of any quantile <= ``schemas.sketch.ALPHA``.
 """
 
 from __future__ import annotations
@@ -70,9 +71,17 @@ def value(sketch: Sketch, metric: str) -> float:
     return round(ms / 1000, 3)
 
 
+BASE = "@sessions"  # the rollups of each closed day's metrics (besides its merged sketch)
+
+
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
-    sketches = await sketches_per_day(r, s, q.days)
-    return [{"date": d.isoformat(), "value": value(sk, q.metric)} for d, sk in zip(q.days, sketches)]
+    """Each day's metric: a closed day's from its rollup (one HMGET for the range, no sketch
+    decoded), the open days' from their sketches."""
+    async def live(days: list[date]) -> list[float]:
+        return [value(sk, q.metric) for sk in await sketches_per_day(r, s, days)]
+
+    values = await rollups.per_day(r, s, BASE, q.metric, q.days, live)
+    return [{"date": d.isoformat(), "value": v} for d, v in zip(q.days, values)]
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> float:

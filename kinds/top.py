@@ -13,9 +13,10 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from kinds import uniques
+from kinds import ops, rollups, uniques
 from kinds.base import Query, Row, per_day, suppress
 from schemas import keyspace
+from schemas.catalog import StoredEvent
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 
@@ -28,21 +29,40 @@ def total_means(kpi: Kpi) -> str:
 DEFAULT_LIMIT = 10
 
 
+async def tables_per_day(r: aredis.Redis, s: Settings, kpi: Kpi, days: list[date]) -> list[dict[str, int]]:
+    """Each day's table ``{member: events}`` summed over the shards: closed days from their
+    rollups, the others live (one ZRANGE per shard and day, one round trip)."""
+    async def live(days: list[date]) -> list[dict[str, int]]:
+        replies = await per_day(r, s, days, lambda p, shard, d: p.zrange(
+            keyspace.kpi(shard, kpi.name, d.isoformat()), 0, -1, withscores=True))
+        out = []
+        for shards in replies:
+            merged: dict[str, int] = {}
+            for reply in shards:
+                for member, score in reply:
+                    key = member.decode()
+                    merged[key] = merged.get(key, 0) + int(score)
+            out.append(merged)
+        return out
+
+    return await rollups.per_day(r, s, kpi.name, "t", days, live)
+
+
 async def table(r: aredis.Redis, s: Settings, q: Query, all_time: bool) -> list[Row]:
     """``[{"key", "value"}]`` by value over the range (or all time), largest first; the whole list."""
-    async with r.pipeline(transaction=False) as pipe:
-        for shard in range(s.stream_shards):
-            if all_time:
-                pipe.zrange(keyspace.kpi_all_time(shard, q.kpi.name), 0, -1, withscores=True)
-            else:
-                for d in q.days:
-                    pipe.zrange(keyspace.kpi(shard, q.kpi.name, d.isoformat()), 0, -1, withscores=True)
-        replies = await pipe.execute()
     totals: dict[str, int] = {}
-    for reply in replies:
-        for member, score in reply:
-            key = member.decode()
-            totals[key] = totals.get(key, 0) + int(score)
+    if all_time:
+        async with r.pipeline(transaction=False) as pipe:
+            for shard in range(s.stream_shards):
+                pipe.zrange(keyspace.kpi_all_time(shard, q.kpi.name), 0, -1, withscores=True)
+            for reply in await pipe.execute():
+                for member, score in reply:
+                    key = member.decode()
+                    totals[key] = totals.get(key, 0) + int(score)
+    else:
+        for day in await tables_per_day(r, s, q.kpi, q.days):
+            for key, n in day.items():
+                totals[key] = totals.get(key, 0) + n
     ordered = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
     return [{"key": k, "value": v} for k, v in ordered]
 
@@ -70,12 +90,40 @@ async def answer(r: aredis.Redis, s: Settings, q: Query, all_time: bool) -> dict
 
 
 async def series(r: aredis.Redis, s: Settings, q: Query) -> list[Row]:
-    """Per day, the total counted into the table (a time series for charts): one round trip."""
-    replies = await per_day(r, s, q.days, lambda p, shard, d: p.zrange(
-        keyspace.kpi(shard, q.kpi.name, d.isoformat()), 0, -1, withscores=True))
-    return [{"date": d.isoformat(), "value": sum(int(score) for reply in shards for _, score in reply)}
-            for d, shards in zip(q.days, replies)]
+    """Per day, the total counted into the table (a time series for charts)."""
+    return [{"date": d.isoformat(), "value": sum(day.values())}
+            for d, day in zip(q.days, await tables_per_day(r, s, q.kpi, q.days))]
 
 
 async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> int:
-    return sum(row["value"] for row in await series(r, s, Query(q.kpi, days[0], days[-1])))
+    return sum(sum(day.values()) for day in await tables_per_day(r, s, q.kpi, days))
+
+
+# -- writes: ``Z`` (ZINCRBY of one member), ``E`` (not for the all-time tables) ----------------
+def adder(i: int, kpi: Kpi) -> ops.Adder:
+    field = kpi.field or ""
+    builtin = field in ops.BUILTIN
+
+    def add_top(day: ops.DayKpis, ev: StoredEvent) -> None:
+        member = ev.payload.get(field) if not builtin else None
+        if type(member) is not str:  # identifiers are strings: the rest is rare
+            member = ops.dimension_value(ev, field)
+        if member is not None:
+            k = (i, member)
+            day.top[k] = day.top.get(k, 0) + 1
+
+    return add_top
+
+
+def emit(fx: ops.Effects, shard: int, day: str, kpis: tuple[Kpi, ...], acc: dict[tuple[int, str], int],
+         written: set[str], persistent: set[str]) -> None:
+    for (i, member), n in acc.items():
+        kpi = kpis[i]
+        key = keyspace.kpi(shard, kpi.name, day)
+        fx.ops += ["Z", fx.key(key), member, n]
+        written.add(key)
+        if kpi.all_time:
+            total_key = keyspace.kpi_all_time(shard, kpi.name)
+            fx.ops += ["Z", fx.key(total_key), member, n]
+            written.add(total_key)
+            persistent.add(total_key)

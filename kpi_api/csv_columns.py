@@ -2,8 +2,9 @@
 
 One column per declared KPI, named after it (``-`` becomes ``_``), in declaration order; a session
 KPI gives three (``<name>_avg_s``, ``_p50_s``, ``_p95_s``), a retention KPI one per offset the
-dashboard shows (``<name>_d1``, ``_d7``, ``_d30``); then the built-in rolling actives (weekly and
-monthly). A top KPI's column is its values counted that day; a count with dimensions, its total.
+dashboard shows (``<name>_d1``, ``_d7``, ``_d30``); then the rolling actives every profile serves
+(``window_days`` > 1: weekly and monthly). A top KPI's column is its values counted that day; a
+count with dimensions, its total.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from kinds.base import Query
 from kinds.session import METRICS
 from schemas import profiles
 from schemas.kpis import Kpi
-
-ROLLING = ("weekly-active-villages", "monthly-active-villages")
 
 
 @dataclass(frozen=True)
@@ -47,5 +46,7 @@ def columns(profile: str, known: dict[str, Kpi]) -> list[Column]:
             out += [Column(f"{_header(spec.name)}_d{n}", spec.name, after=n) for n in retention.AFTER]
         else:
             out.append(Column(_header(spec.name), spec.name))
-    out += [Column(_header(name), name) for name in ROLLING if name in known]
+    declared = {k.name for k in profiles.load(profile).kpis}
+    out += [Column(_header(k.name), k.name) for k in known.values()
+            if k.window_days > 1 and k.name not in declared]  # the rolling actives every profile serves
     return out

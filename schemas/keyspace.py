@@ -70,6 +70,15 @@ def session_sketch(shard: int, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:sessdur:{day}"
 
 
+def rollup(kpi: str) -> str:
+    """A KPI's closed-day rollups (kinds/rollups.py ``per_day``): one hash, field ``<variant>:<day>``
+    -> msgpack ``[data generation, value]``, in shard 0's slot (one HMGET reads a range)."""
+    return f"{PREFIX}:{tag(0)}:rollup:{kpi}"
+
+
+ROLLUPS = f"{PREFIX}:{tag(0)}:rollup:*"  # every KPI's rollup hash (a SCAN pattern)
+
+
 def session_rollup(day: str) -> str:
     """The closed day's merged session-duration sketch (``schemas.sketch`` ``encode``), one string
     for all shards, in shard 0's slot so that one MGET reads a range of them on a cluster."""
@@ -105,6 +114,22 @@ def kpi(shard: int, name: str, day: str) -> str:
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:{day}"
 
 
+def scratch(tag_: str, i: int) -> str:
+    """A short-lived copy under one hash tag ``tag_`` (``{tmp-<uuid>}``): HLLs of several cluster
+    slots counted together (kinds/base.py ``union_count``); it expires within a minute."""
+    return f"{PREFIX}:{tag_}:{i}"
+
+
+def shard_scratch(shard: int, token: str) -> str:
+    """A short-lived key on ``shard``'s slot (kinds/first_seen.py's running union of the daily
+    actors); its writer deletes it, and it expires within a minute if the writer dies."""
+    return f"{PREFIX}:{tag(shard)}:scratch:{token}"
+
+
+# every per-shard key (a SCAN pattern): the purge's sweep of old per-day aggregates
+SHARD_KEYS = f"{PREFIX}:{{s*}}:*"
+
+
 def kpi_all_time(shard: int, name: str) -> str:
     """A top-N KPI's running all-time table (seed 000's install_count per server); no TTL."""
     return f"{PREFIX}:{tag(shard)}:kpi:{name}:all"
@@ -120,6 +145,10 @@ DEAD_LETTER = f"{PREFIX}:deadletter"
 
 # settings an admin changed at run time (hash: setting name -> integer), see kpi_api/adjustable.py
 ADJUSTED_SETTINGS = f"{PREFIX}:settings"
+
+# counter bumped whenever closed days' aggregates change (backfill, history import): the KPI
+# APIs drop their answer caches when it moves (kinds/rollups.py forget, kpi_api/overrides.py)
+DATA_GENERATION = f"{PREFIX}:data-generation"
 
 # erasure audit records (stream: keyed hash of the id, time, requester, counts), aggregator/erase.py
 ERASURES = f"{PREFIX}:erasures"

@@ -1,8 +1,8 @@
 """``apply.lua``'s ops driven directly on the real server, one by one, as the worker emits them.
 
-Each op is documented beside its branch in the script and emitted by ``aggregator/ops.py``,
-``aggregator/effects.py`` (base aggregates, sessions) and ``aggregator/declared.py`` (declared
-KPIs). Here the ops are hand-built so each one's effect, and the XACK gate, are pinned down.
+Each op is documented beside its branch in the script and emitted by ``kinds/ops.py``,
+``aggregator/effects.py`` (base aggregates, sessions) and the declared KPIs' kinds (``emit`` of
+``kinds/count.py``, ``uniques.py``, ``sum.py``, ``top.py``). Here the ops are hand-built so each one's effect, and the XACK gate, are pinned down.
 """
 
 from __future__ import annotations

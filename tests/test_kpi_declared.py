@@ -82,6 +82,37 @@ def test_top_table_is_suppressed_when_fewer_than_k_actors_are_behind_it(
         assert by_platform and all(row["value"] is None for row in by_platform)
 
 
+def test_top_tables_page_through_long_lists(
+    env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
+) -> None:
+    """``offset`` pages a top table: the pages, joined, are the whole table in order, once each,
+    and equal the installs counted from the events sent."""
+    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000", "KPI_MIN_GROUP_SIZE": "1"})
+    events = _events("seed000", 40, rng)
+    load(settings, redis_url, events)
+    days = sorted({day(ms(e["ts_utc"])) for e in events})
+    span = f"start={days[0]}&end={days[-1]}"
+    truth = Counter(e["payload"]["server_id"] for e in events if e["event_name"] == "server_installed")
+    assert len(truth) > 10  # three pages of 5 at least
+    with TestClient(create_app(settings), headers=auth()) as k:
+        seen: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = k.get(f"/internal/analytics/kpis/install-count/top?{span}&limit=5&offset={offset}").json()
+            assert page["total_rows"] == len(truth) and page["offset"] == offset and page["limit"] == 5
+            assert len(page["rows"]) == min(5, len(truth) - offset)
+            seen += page["rows"]
+            offset = page["next_offset"]
+        assert {row["key"]: row["value"] for row in seen} == dict(truth)
+        assert len(seen) == len(truth)
+        assert [row["value"] for row in seen] == sorted(truth.values(), reverse=True)
+        for bad in ("-1", "x", str(10**9)):
+            resp = k.get(f"/internal/analytics/kpis/install-count/top?{span}&offset={bad}")
+            assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
+        resp = k.get(f"/internal/analytics/kpis/installs?{span}&offset=10")
+        assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
+
+
 def test_top_table_pages_with_offset_and_says_whether_there_is_more(
     env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
 ) -> None:

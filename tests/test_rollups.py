@@ -4,6 +4,7 @@ as the ground truth of what was sent), one rollup per closed day, and backfill i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from datetime import date
@@ -36,6 +37,16 @@ def read(settings: Settings, days: list[date], now_ms: int) -> list[Sketch]:
         finally:
             await ar.aclose()
     return asyncio.run(go())
+
+
+def send(settings: Settings, r: redis.Redis, events: list[dict]) -> None:
+    """Through the admin import path (history: never late), then a burst worker."""
+    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
+    with TestClient(create_app(settings)) as c:
+        for i in range(0, len(events), 400):
+            assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
+                          headers=admin).status_code == 202
+    Worker(r, settings, consumer="import").run(burst=True)
 
 
 def expected(durations: list[int]) -> Sketch:
@@ -96,17 +107,9 @@ def test_a_history_import_into_a_closed_day_drops_its_rollup(
     settings: Settings, r: redis.Redis, rng: random.Random
 ) -> None:
     now = int(time.time() * 1000)
-    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
-
-    def send(events: list[dict]) -> None:
-        with TestClient(create_app(settings)) as c:
-            for i in range(0, len(events), 400):
-                assert c.post("/internal/analytics/import", json=batch(events[i : i + 400]),
-                              headers=admin).status_code == 202
-        Worker(r, settings, consumer="import").run(burst=True)
 
     first = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-    send(first)
+    send(settings, r, first)
     t = truth(first)
     days = sorted(date.fromisoformat(d) for d in t.durations)
     got = read(settings, days, now)  # closed days: rolled up now
@@ -114,7 +117,7 @@ def test_a_history_import_into_a_closed_day_drops_its_rollup(
     assert r.exists(*[keyspace.session_rollup(d.isoformat()) for d in days]) == len(days)
 
     more = generate(20, 80, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
-    send(more)
+    send(settings, r, more)
     t = truth(first + more)
     assert r.mget([keyspace.session_rollup(d.isoformat()) for d in days]) == [rollups.STALE] * len(days)
     got = read(settings, days, now)
@@ -140,3 +143,102 @@ def test_quantiles_of_a_decoded_rollup_are_within_alpha_of_the_exact_ones(rng: r
         want = exact_quantile(values, q)
         got = back.quantile_ms(q)
         assert (got == want == 0) or abs(got - want) <= ALPHA * want * 1.0001, (q, got, want)
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_the_kpi_api_drops_its_cached_closed_days_after_an_import(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    """A closed day's answer is cached for KPI_CACHE_CLOSED_SECONDS; an import that changes the day
+    must not be hidden behind it: within REFRESH_S the API answers from the new aggregates."""
+    from kpi_api.app import create_app as create_kpi_api
+    from schemas.adjusted import REFRESH_S
+
+    now = int(time.time() * 1000)
+    staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
+    clock = [now / 1000]
+
+    first = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
+    send(settings, r, first)
+    days = sorted({e["ts_utc"][:10] for e in first})
+    path = f"/internal/analytics/kpis/daily-active-villages?start={days[0]}&end={days[-1]}"
+    with TestClient(create_kpi_api(settings, clock=lambda: clock[0])) as api:
+        before = api.get(path, headers=staff)
+        assert before.status_code == 200 and before.headers["X-Cache"] == "miss"
+        assert [row["value"] for row in before.json()] == [len(truth(first).villages[d]) for d in days]
+        clock[0] += REFRESH_S + 1
+        assert api.get(path, headers=staff).headers["X-Cache"] == "hit"  # nothing changed: still cached
+
+        more = generate(15, 60, now - 12 * DAY_MS, now - 11 * DAY_MS, rng.randrange(1 << 30))
+        send(settings, r, more)
+        clock[0] += REFRESH_S + 1
+        after = api.get(path, headers=staff)
+        assert after.headers["X-Cache"] == "miss"
+        expect = truth(first + more)
+        assert [row["value"] for row in after.json()] == [len(expect.villages[d]) for d in days]
+        assert after.json() != before.json()
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_them(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    """Closed days of every kind come from the KPI's rollup hash (equal to the live answer and to
+    the ground truth of what was sent); an import into those days and a purge make reads go live."""
+    from collections import Counter
+
+    from aggregator.purge import purge
+    from kpi_api.app import create_app as create_kpi_api
+
+    now = int(time.time() * 1000)
+    staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
+    settings = dataclasses.replace(settings, kpi_cache_seconds=0, kpi_cache_closed_seconds=0,
+                                   kpi_min_group_size=1)
+
+    def expected(events: list[dict]) -> dict[str, list]:
+        t = truth(events)
+        by_command: Counter[tuple[str, str]] = Counter()
+        for e in events:
+            if e["event_name"] == "command_executed":
+                by_command[(e["ts_utc"][:10], e["payload"]["command"])] += 1
+        return {
+            "daily-active-villages": [len(t.villages[d]) for d in days],
+            "dialogue-opens": [t.counts[d]["dialogue_open"] for d in days],
+            "events": [sum(t.counts[d].values()) for d in days],
+            "commands-by-name": sorted((d, c, n) for (d, c), n in by_command.items()),
+        }
+
+    def answers(api: TestClient) -> dict[str, list]:
+        out = {}
+        for name in ("daily-active-villages", "dialogue-opens", "events"):
+            resp = api.get(f"/internal/analytics/kpis/{name}?{span}", headers=staff)
+            assert resp.status_code == 200 and resp.headers["X-Cache"] == "miss"
+            out[name] = [row["value"] for row in resp.json()]
+        rows = api.get(f"/internal/analytics/kpis/commands-by-name?{span}&group_by=command", headers=staff).json()
+        out["commands-by-name"] = sorted((row["date"], row["command"], row["value"]) for row in rows if row["value"])
+        return out
+
+    first = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
+    send(settings, r, first)
+    days = sorted({e["ts_utc"][:10] for e in first})
+    span = f"start={days[0]}&end={days[-1]}"
+    with TestClient(create_kpi_api(settings)) as api:
+        assert answers(api) == expected(first)  # computed live, rolled up
+        for name in ("@actors", "@counts", "commands-by-name"):
+            assert r.hlen(keyspace.rollup(name)) >= len(days), name
+        # prove the next read comes from the rollups: damage the live aggregates, nothing moves
+        saved = {k: r.dump(k) for k in r.keys(f"{keyspace.PREFIX}:{{s*}}:counts:*")}
+        r.delete(*saved)
+        assert answers(api) == expected(first)
+        for k, blob in saved.items():
+            r.restore(k, 0, blob)
+
+        more = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
+        send(settings, r, more)  # an import into closed days: the rollups computed before it are ignored
+        assert answers(api) == expected(first + more)
+
+        report = purge(r, dataclasses.replace(settings, metrics_retention_days=3), None, 3)
+        assert report["aggregates"]["keys"] > 0
+        assert not r.exists(*[keyspace.rollup(n) for n in ("@actors", "@counts", "commands-by-name")])
+        zero = answers(api)
+        assert zero["daily-active-villages"] == [0] * len(days) and zero["commands-by-name"] == []
