@@ -2,7 +2,8 @@
 
 Idempotent: the days' aggregates are deleted, then every retained event of those days is applied
 again by the same ops the workers use (late events stay out, by the same arrival-time rule).
-Sessions are paired in memory from the whole retained stream, keyed by the start's day. An
+Sessions are paired in memory from the whole retained stream, keyed by the start's day
+(``kinds.session.Pairing``). An
 all-time top-N table first gives back what the rebuilt days had added. Seed 002's "idempotent
 daily aggregation for a given date" is ``analytics-backfill --start D --end D``.
 
@@ -24,7 +25,7 @@ import redis
 from aggregator.effects import build, is_late
 from aggregator.worker import OPS_ENCODER, pending_total
 from infra.progress import Progress
-from kinds import rollups
+from kinds import rollups, session
 from schemas import keyspace, profiles
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from infra.connection import open_sync
@@ -92,8 +93,7 @@ def backfill(
     rollups.forget(client, sorted(wanted))
     for shard in range(settings.stream_shards):
         _forget_days(client, shard, sorted(wanted), kpis)
-        starts: dict[str, int] = {}
-        ends: dict[str, int] = {}
+        pairing = session.Pairing()
         chunk: list[StoredEvent] = []
 
         def flush() -> None:
@@ -106,26 +106,15 @@ def backfill(
         for ev in _retained(client, shard, progress):
             if is_late(ev, settings.late_window_ms):
                 continue
-            if ev.session is not None and ev.name == "session_start":
-                starts[ev.session] = ev.ts
-            elif ev.session is not None and ev.name == "session_end":
-                ends[ev.session] = ev.ts
-                if ev.session_alt:
-                    ends.setdefault(ev.session_alt, ev.ts)
+            pairing.add(ev)
             if day_of_ms(ev.ts) in wanted:
                 chunk.append(ev)
                 if len(chunk) >= CHUNK_EVENTS:
                     flush()
         flush()
-        durations = [(starts[s], ends[s]) for s in starts if s in ends and day_of_ms(starts[s]) in wanted]
+        durations = pairing.durations(wanted)
         for i in range(0, len(durations), CHUNK_EVENTS):
-            keys = [keyspace.stream(shard), keyspace.shard_stats(shard)]
-            ops: list[object] = []
-            for s_ts, e_ts in durations[i : i + CHUNK_EVENTS]:
-                sketch = keyspace.session_sketch(shard, day_of_ms(s_ts))
-                if sketch not in keys:
-                    keys.append(sketch)
-                ops += ["D", keys.index(sketch) + 1, max(0, e_ts - s_ts)]
+            keys, ops = session.duration_ops(shard, durations[i : i + CHUNK_EVENTS])
             script(keys=keys, args=[*args_head, OPS_ENCODER.encode(ops)])
         totals["sessions"] += len(durations)
     # after the rebuild too: a read during it may have rolled up a half-built day

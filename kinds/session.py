@@ -18,6 +18,8 @@ import redis.asyncio as aredis
 from kinds import rollups
 from kinds.base import Query, Row, per_day
 from schemas import keyspace
+from schemas.catalog import StoredEvent
+from schemas.days import day_of_ms
 from schemas.kpis import Kpi
 from schemas.settings import Settings
 from schemas.sketch import Sketch
@@ -89,3 +91,52 @@ async def total(r: aredis.Redis, s: Settings, q: Query, days: list[date]) -> flo
     for sk in await sketches_per_day(r, s, days):
         merged.absorb(sk)
     return value(merged, q.metric)
+
+
+# -- writes ------------------------------------------------------------------------------------
+# The workers pair online: ``apply.lua``'s S (a start), F (an end) and B (both in one batch) ops
+# keep each open session's start in a state key (``keyspace.session_state``) and add the
+# duration to the start day's sketch when the end arrives (``aggregator/effects.py`` emits them).
+# The backfill sees the whole retained stream at once and pairs here, in memory, with the same
+# rule: an end pairs with its session's start (or, through ``session_alt``, the start it names);
+# the duration, never negative, goes to the start's day. Its ``D`` ops add the durations.
+class Pairing:
+    """Sessions of a stream read in order: starts and ends by session id."""
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
+
+    def add(self, ev: StoredEvent) -> None:
+        if ev.session is None:
+            return
+        if ev.name == "session_start":
+            self.starts[ev.session] = ev.ts
+        elif ev.name == "session_end":
+            self.ends[ev.session] = ev.ts
+            if ev.session_alt:
+                self.ends.setdefault(ev.session_alt, ev.ts)
+
+    def durations(self, days: set[str]) -> list[tuple[str, int]]:
+        """(start's day, duration ms) of every paired session that started on one of ``days``."""
+        out = []
+        for sid, start in self.starts.items():
+            end = self.ends.get(sid)
+            if end is not None and (day := day_of_ms(start)) in days:
+                out.append((day, max(0, end - start)))
+        return out
+
+
+def duration_ops(shard: int, durations: list[tuple[str, int]]) -> tuple[list[str], list[object]]:
+    """The KEYS (after the stream and stats the script expects first) and ``D`` ops that add
+    ``durations`` to their days' sketches on ``shard``."""
+    keys = [keyspace.stream(shard), keyspace.shard_stats(shard)]
+    index: dict[str, int] = {}
+    ops_: list[object] = []
+    for day, ms in durations:
+        sketch = keyspace.session_sketch(shard, day)
+        if sketch not in index:
+            keys.append(sketch)
+            index[sketch] = len(keys)
+        ops_ += ["D", index[sketch], ms]
+    return keys, ops_
