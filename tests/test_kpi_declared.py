@@ -111,3 +111,62 @@ def test_top_tables_page_through_long_lists(
             assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
         resp = k.get(f"/internal/analytics/kpis/installs?{span}&offset=10")
         assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
+
+
+def test_top_table_pages_with_offset_and_says_whether_there_is_more(
+    env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
+) -> None:
+    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000"})
+    events = _events("seed000", 40, rng)
+    load(settings, redis_url, events)
+    days = sorted({day(ms(e["ts_utc"])) for e in events})
+    span = f"start={days[0]}&end={days[-1]}"
+    expected = Counter(e["payload"]["server_id"] for e in events if e["event_name"] == "server_installed")
+    ordered = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert len(ordered) > 5  # several pages of 3
+    base = "/internal/analytics/kpis/install-count/top"
+    with TestClient(create_app(settings), headers=auth()) as k:
+        for all_time in ("", "&all_time=1"):
+            seen: list[tuple[str, int]] = []
+            offset: int | None = 0
+            pages = 0
+            while offset is not None:
+                page = k.get(f"{base}?{span}&limit=3&offset={offset}{all_time}").json()
+                # the answer's fields as before, plus where this page starts and the next one
+                assert {"kpi", "field", "rows"} <= set(page) and page["offset"] == offset, page
+                assert ("all_time" in page) == bool(all_time) and ("start" in page) != bool(all_time)
+                assert len(page["rows"]) <= 3
+                seen += [(row["key"], row["value"]) for row in page["rows"]]
+                offset = page["next_offset"]
+                assert offset is None or offset == page["offset"] + 3
+                pages += 1
+            assert seen == ordered and pages == -(-len(ordered) // 3), (seen, ordered)
+        # without offset: the first page, unchanged; past the end: no rows, nothing more
+        first = k.get(f"{base}?{span}&limit=3").json()
+        assert [(row["key"], row["value"]) for row in first["rows"]] == ordered[:3] and first["next_offset"] == 3
+        past = k.get(f"{base}?{span}&limit=3&offset={len(ordered) + 10}").json()
+        assert past["rows"] == [] and past["next_offset"] is None
+        for path, detail in [
+            (f"{base}?{span}&offset=-1", "offset"),
+            (f"{base}?{span}&offset=abc", "offset"),
+            (f"{base}?{span}&offset=1.5", "offset"),
+            (f"{base}?{span}&offset=99999999999", "offset"),
+            (f"/internal/analytics/kpis/installs?{span}&offset=3", "offset applies to the top tables"),
+        ]:
+            resp = k.get(path)
+            assert resp.status_code == 400, (path, resp.text)
+            assert detail in resp.json()["detail"], (path, resp.json())
+
+
+def test_a_later_page_of_the_top_table_is_suppressed_too(
+    env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
+) -> None:
+    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000", "KPI_MIN_GROUP_SIZE": "5"})
+    events = _events("seed000", 3, rng)  # three users: any cell could single one out
+    load(settings, redis_url, events)
+    days = sorted({day(ms(e["ts_utc"])) for e in events})
+    with TestClient(create_app(settings), headers=auth()) as k:
+        page = k.get(f"/internal/analytics/kpis/install-count/top?start={days[0]}&end={days[-1]}"
+                     "&limit=2&offset=2").json()
+        assert page["rows"] and all(row["value"] is None and row["suppressed"] for row in page["rows"])
+        assert page["offset"] == 2
