@@ -9,6 +9,8 @@ against data whose shape is known exactly.
 
 from __future__ import annotations
 
+import json
+
 import random
 import re
 import time
@@ -201,5 +203,23 @@ def test_seed000_top_table_pages_through_the_servers(
         page.fill("#start", start)
         page.click("#apply")
         page.wait_for_function("() => document.getElementById('top-page').textContent.startsWith('rows 1–')")
+        assert page.eval_on_selector_all("#top-table tbody tr", TABLE) == ordered[:10]
+        # install-count keeps an all-time table: a one-day range shows that day, "all time" every install
+        first_day = min(e["ts_utc"][:10] for e in events)
+        that_day = Counter(e["payload"]["server_id"] for e in events
+                           if e["event_name"] == "server_installed" and e["ts_utc"][:10] == first_day)
+        day_rows = [[k, f"{v:,}"] for k, v in sorted(that_day.items(), key=lambda kv: (-kv[1], kv[0]))][:10]
+        assert day_rows != ordered[:10]
+        page.fill("#start", first_day)
+        page.fill("#end", first_day)
+        page.click("#apply")
+        wait_state(page, "ready")
+        assert page.eval_on_selector_all("#top-table tbody tr", TABLE) == day_rows
+        assert page.is_visible("#top-all-time")
+        page.check("#top-all-time")
+        page.wait_for_function(  # the same rows as every install counted, once loaded
+            "want => JSON.stringify([...document.querySelectorAll('#top-table tbody tr')].map("
+            "r => [...r.children].map(c => c.textContent))) === want", arg=json.dumps(ordered[:10], separators=(",", ":")),
+            timeout=10_000)
         assert page.eval_on_selector_all("#top-table tbody tr", TABLE) == ordered[:10]
         assert not errors, errors

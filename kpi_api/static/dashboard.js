@@ -318,11 +318,16 @@
     const tops = listing.kpis.filter((k) => k.top);
     fillSelect($("top-kpi"), tops, "install-count");
     const topName = $("top-kpi").value;
-    if (topName + "?" + q !== state.topKey) {  // another KPI or range: back to the first page
-      state.topKey = topName + "?" + q;
+    // a KPI that keeps an all-time table (seed 000's install_count per server) offers it
+    const keeps = tops.some((k) => k.name === topName && k.all_time);
+    $("top-all-time-label").hidden = !keeps;
+    const allTime = keeps && $("top-all-time").checked ? "&all_time=1" : "";
+    if (topName + "?" + q + allTime !== state.topKey) {  // another KPI, range or table: first page
+      state.topKey = topName + "?" + q + allTime;
       state.topOffset = 0;
     }
-    const top = topName ? await json(API + "/" + topName + "/top?limit=" + TOP_PAGE + "&offset=" + state.topOffset + "&" + q) : null;
+    const top = topName ? await json(API + "/" + topName + "/top?limit=" + TOP_PAGE + "&offset=" + state.topOffset
+                                     + "&" + q + allTime) : null;
     if (id !== state.loads) return;
     state.last = { listing, q };
     state.topNext = top ? top.next_offset : null;
@@ -410,6 +415,7 @@
   $("export").addEventListener("click", exportCsv);
   $("trend-kpi").addEventListener("change", load);
   $("top-kpi").addEventListener("change", load);
+  $("top-all-time").addEventListener("change", load);
   $("top-prev").addEventListener("click", () => topPage(false));
   $("top-next").addEventListener("click", () => topPage(true));
   $("retention-kpi").addEventListener("change", load);
