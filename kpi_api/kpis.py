@@ -51,6 +51,7 @@ def describe(kpi: Kpi) -> dict[str, Any]:
         "metrics": list(METRICS) if kpi.kind == "session" else [],
         "total_means": kinds.module(kpi.kind).total_means(kpi),
         "top": kpi.kind == "top", "all_time": kpi.all_time,
+        "field": kpi.field, "events": list(kpi.events),  # the dashboard: what a panel above already charts
     }
     if kpi.window_days > 1:
         out["window_days"] = kpi.window_days

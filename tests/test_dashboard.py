@@ -137,12 +137,23 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
             assert shown[d] == counts["dialogue_open"], (d, shown)
         cards = page.eval_on_selector_all("#totals .card", "cs => cs.map(c => c.dataset.kpi)")
         assert "dialogue-opens" in cards
-        # the profile's declared KPIs: a daily trend (seed 003: commands) and a top-N table
+        # the profile's declared KPIs: a daily trend (seed 003: commands, broken down by command, since
+        # their totals are the command executions chart above) and a top-N table
         assert page.input_value("#trend-kpi") == "commands-by-name"
+        assert page.inner_text("#trend-title") == "Trend by command"
         trend_days = page.evaluate("() => window.dashboard.charts['chart-trend'].data.labels")
-        trend = dict(zip(trend_days, wide["chart-trend"][0]))
-        for d, counts in t.counts.items():
-            assert trend[d] == counts["command_executed"], (d, trend)
+        groups = page.evaluate("() => window.dashboard.charts['chart-trend'].data.datasets.map(d => d.label)")
+        by_command = Counter((day(ms(e["ts_utc"])), e["payload"]["command"])
+                             for e in events if e["event_name"] == "command_executed")
+        assert groups == sorted({c for _, c in by_command}), groups
+        # a breakdown cell of a day with fewer than k villages is suppressed (null): a short last day
+        shown_days = [d for i, d in enumerate(trend_days) if all(v[i] is not None for v in wide["chart-trend"])]
+        assert set(shown_days) & set(t.counts), shown_days
+        for g, values in zip(groups, wide["chart-trend"]):
+            cells = {d: v for d, v in zip(trend_days, values) if d in shown_days}
+            assert cells == {d: by_command[(d, g)] for d in shown_days}, g
+        for d in set(shown_days) & set(t.counts):
+            assert sum(v[trend_days.index(d)] for v in wide["chart-trend"]) == t.counts[d]["command_executed"], d
         assert page.input_value("#top-kpi") == "dialogues-by-id"
         opened = Counter(e["payload"]["dialogue_id"] for e in events if e["event_name"] == "dialogue_open")
         top10 = sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]

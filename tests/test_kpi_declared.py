@@ -26,14 +26,20 @@ def _events(name: str, actors: int, rng: random.Random) -> list[dict[str, Any]]:
                           end_ms=now - 2 * HOUR, seed=rng.randrange(1 << 30))
 
 
+def _seed000(env: dict[str, str], redis_url: str, rng: random.Random, actors: int,
+             **extra: str) -> tuple[Settings, list[dict[str, Any]], str]:
+    """Seed 000's events of ``actors`` users sent and applied: (settings, events, the range query)."""
+    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000", **extra})
+    events = _events("seed000", actors, rng)
+    load(settings, redis_url, events)
+    days = sorted({day(ms(e["ts_utc"])) for e in events})
+    return settings, events, f"start={days[0]}&end={days[-1]}"
+
+
 def test_seed000_kpis_are_listed_served_and_validated(
     env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
 ) -> None:
-    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000"})
-    events = _events("seed000", 40, rng)
-    load(settings, redis_url, events)
-    days = sorted({day(ms(e["ts_utc"])) for e in events})
-    span = f"start={days[0]}&end={days[-1]}"
+    settings, events, span = _seed000(env, redis_url, rng, 40)
     installs = [e for e in events if e["event_name"] == "server_installed"]
     with TestClient(create_app(settings), headers=auth()) as k:
         listed = {row["name"]: row for row in k.get("/internal/analytics/kpis").json()["kpis"]}
@@ -70,44 +76,55 @@ def test_seed000_kpis_are_listed_served_and_validated(
 def test_top_table_is_suppressed_when_fewer_than_k_actors_are_behind_it(
     env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
 ) -> None:
-    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000", "KPI_MIN_GROUP_SIZE": "5"})
-    events = _events("seed000", 3, rng)  # three users: any cell could single one out
-    load(settings, redis_url, events)
-    days = sorted({day(ms(e["ts_utc"])) for e in events})
+    # three users: any cell could single one out
+    settings, _, span = _seed000(env, redis_url, rng, 3, KPI_MIN_GROUP_SIZE="5")
     with TestClient(create_app(settings), headers=auth()) as k:
-        rows = k.get(f"/internal/analytics/kpis/install-count/top?start={days[0]}&end={days[-1]}").json()["rows"]
+        rows = k.get(f"/internal/analytics/kpis/install-count/top?{span}").json()["rows"]
         assert rows and all(row["value"] is None and row["suppressed"] for row in rows)
-        by_platform = k.get(
-            f"/internal/analytics/kpis/installs?start={days[0]}&end={days[-1]}&group_by=platform").json()
+        page = k.get(f"/internal/analytics/kpis/install-count/top?{span}&limit=2&offset=2").json()
+        assert page["rows"] and all(row["value"] is None and row["suppressed"] for row in page["rows"])
+        assert page["offset"] == 2  # a later page is suppressed too
+        by_platform = k.get(f"/internal/analytics/kpis/installs?{span}&group_by=platform").json()
         assert by_platform and all(row["value"] is None for row in by_platform)
 
 
-def test_top_tables_page_through_long_lists(
+def test_top_table_pages_with_offset_and_says_whether_there_is_more(
     env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random
 ) -> None:
-    """``offset`` pages a top table: the pages, joined, are the whole table in order, once each,
-    and equal the installs counted from the events sent."""
-    settings = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000", "KPI_MIN_GROUP_SIZE": "1"})
-    events = _events("seed000", 40, rng)
-    load(settings, redis_url, events)
-    days = sorted({day(ms(e["ts_utc"])) for e in events})
-    span = f"start={days[0]}&end={days[-1]}"
-    truth = Counter(e["payload"]["server_id"] for e in events if e["event_name"] == "server_installed")
-    assert len(truth) > 10  # three pages of 5 at least
+    settings, events, span = _seed000(env, redis_url, rng, 40)
+    expected = Counter(e["payload"]["server_id"] for e in events if e["event_name"] == "server_installed")
+    ordered = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert len(ordered) > 5  # several pages of 3
+    base = "/internal/analytics/kpis/install-count/top"
     with TestClient(create_app(settings), headers=auth()) as k:
-        seen: list[dict[str, Any]] = []
-        offset: int | None = 0
-        while offset is not None:
-            page = k.get(f"/internal/analytics/kpis/install-count/top?{span}&limit=5&offset={offset}").json()
-            assert page["total_rows"] == len(truth) and page["offset"] == offset and page["limit"] == 5
-            assert len(page["rows"]) == min(5, len(truth) - offset)
-            seen += page["rows"]
-            offset = page["next_offset"]
-        assert {row["key"]: row["value"] for row in seen} == dict(truth)
-        assert len(seen) == len(truth)
-        assert [row["value"] for row in seen] == sorted(truth.values(), reverse=True)
-        for bad in ("-1", "x", str(10**9)):
-            resp = k.get(f"/internal/analytics/kpis/install-count/top?{span}&offset={bad}")
-            assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
-        resp = k.get(f"/internal/analytics/kpis/installs?{span}&offset=10")
-        assert resp.status_code == 400 and "offset" in resp.json()["detail"], resp.text
+        for all_time in ("", "&all_time=1"):
+            seen: list[tuple[str, int]] = []
+            offset: int | None = 0
+            pages = 0
+            while offset is not None:
+                page = k.get(f"{base}?{span}&limit=3&offset={offset}{all_time}").json()
+                # the answer's fields as before, plus where this page starts and the next one
+                assert {"kpi", "field", "rows"} <= set(page) and page["offset"] == offset, page
+                assert page["total_rows"] == len(ordered) and page["limit"] == 3
+                assert ("all_time" in page) == bool(all_time) and ("start" in page) != bool(all_time)
+                assert len(page["rows"]) <= 3
+                seen += [(row["key"], row["value"]) for row in page["rows"]]
+                offset = page["next_offset"]
+                assert offset is None or offset == page["offset"] + 3
+                pages += 1
+            assert seen == ordered and pages == -(-len(ordered) // 3), (seen, ordered)
+        # without offset: the first page, unchanged; past the end: no rows, nothing more
+        first = k.get(f"{base}?{span}&limit=3").json()
+        assert [(row["key"], row["value"]) for row in first["rows"]] == ordered[:3] and first["next_offset"] == 3
+        past = k.get(f"{base}?{span}&limit=3&offset={len(ordered) + 10}").json()
+        assert past["rows"] == [] and past["next_offset"] is None
+        for path, detail in [
+            (f"{base}?{span}&offset=-1", "offset"),
+            (f"{base}?{span}&offset=abc", "offset"),
+            (f"{base}?{span}&offset=1.5", "offset"),
+            (f"{base}?{span}&offset=99999999999", "offset"),
+            (f"/internal/analytics/kpis/installs?{span}&offset=3", "offset applies to the top tables"),
+        ]:
+            resp = k.get(path)
+            assert resp.status_code == 400, (path, resp.text)
+            assert detail in resp.json()["detail"], (path, resp.json())

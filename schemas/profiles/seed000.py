@@ -19,7 +19,7 @@ PROFILE = Profile(
         Kpi("install-count", "top", events=("server_installed",), field="server_id", all_time=True,
             description="installs per server; the all-time table is each server's install_count"),
         Kpi("active-servers", "uniques", events=("server_installed",), field="server_id"),
-        Kpi("active-users", "uniques"),
+        Kpi("active-users", "uniques", unit="users"),
         Kpi("events", "count", dimensions=("event_name", "platform")),
     ),
 )
