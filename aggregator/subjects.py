@@ -1,6 +1,6 @@
 """One person's pseudonyms: the single place that maps a raw id to what the store keeps of it.
 
-An identifier is stored only as ``HMAC(salt of the event's epoch, raw id)`` (collector/privacy.py).
+An identifier is stored only as ``Pseudonymizer.digest(salt of its epoch, raw id)`` (collector/privacy.py).
 So the stored forms of a person are the digests of their raw id under every salt that still exists;
 a salt deleted after its epoch (and the late window) can no longer be rebuilt, and what it keyed is
 anonymous from then on. Events match when any field of ``catalog.SUBJECT_FIELDS`` (every

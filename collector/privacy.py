@@ -1,4 +1,10 @@
-"""Pseudonymisation: keyed HMAC with secret salts that live in Redis and rotate by epoch.
+"""Pseudonymisation: a keyed hash with secret salts that live in Redis and rotate by epoch.
+
+The one pseudonym function is ``Pseudonymizer.digest``: the collector, the per-person listing and
+the erasure (``aggregator/subjects.py``) all call it, so a person is found under every salt. A salt
+made by this version is ``SALT_MARK`` + 32 random bytes and keys BLAKE2b (``hashlib.blake2b(key=)``,
+~3x cheaper than HMAC-SHA256 here); an older salt (32 bytes, no mark) keeps HMAC-SHA256, so the
+pseudonyms of an epoch never change within it. The digest is 96 bits as 24 hex characters either way.
 
 The salt is chosen by the epoch of the event's *own* UTC day, so a late event is hashed exactly
 like the on-time events of its day and daily uniques stay exact. A salt expires (Redis TTL) once
@@ -9,8 +15,8 @@ Uniques across two epochs count a village once per epoch (see README, "Privacy")
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import hmac
+import ipaddress
 import secrets
 
 import redis.asyncio as aredis
@@ -20,6 +26,13 @@ from schemas.days import DAY_MS
 from schemas.settings import Settings
 
 DIGEST_CHARS = 24  # 96 bits: collision-free in practice, short in HLLs and streams
+SALT_MARK = b"blake2b:"  # a salt that starts so keys BLAKE2b (the whole value is the key)
+_blake2b = hashlib.blake2b
+
+
+def new_salt() -> bytes:
+    """A fresh salt: the BLAKE2b mark and 32 random bytes (40 bytes, within BLAKE2b's 64-byte key)."""
+    return SALT_MARK + secrets.token_bytes(32)
 MEMO_MAX = 50_000  # memoised pseudonyms per process (raw ids in this process's memory only)
 
 
@@ -44,16 +57,19 @@ class Pseudonymizer:
             return cached
         key = keyspace.salt(epoch)
         expire_at_ms = max((epoch + 1) * self.period_ms + self.keep_ms, now_ms + 3_600_000)
-        await self.redis.set(key, secrets.token_bytes(32), nx=True, pxat=expire_at_ms)
+        await self.redis.set(key, new_salt(), nx=True, pxat=expire_at_ms)
         value = await self.redis.get(key)
         if value is None:  # expired between the two calls: only possible for a long-gone epoch
-            value = secrets.token_bytes(32)
+            value = new_salt()
         self._salts = {e: s for e, s in self._salts.items() if e >= self.epoch(now_ms) - 2}
         self._salts[epoch] = value
         return value
 
     @staticmethod
     def digest(salt: bytes, raw: str) -> str:
+        """The pseudonym of ``raw`` under ``salt``: the only place one is computed."""
+        if salt.startswith(SALT_MARK):
+            return _blake2b(raw.encode(), key=salt, digest_size=DIGEST_CHARS // 2).hexdigest()
         return hmac.new(salt, raw.encode(), hashlib.sha256).hexdigest()[:DIGEST_CHARS]
 
     async def pseudonym(self, raw: str, ts_ms: int, now_ms: int) -> str:

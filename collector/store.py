@@ -40,7 +40,9 @@ def encoded(ev: StoredEvent) -> Encoded:
 
 def _chunks(items: list[Encoded]) -> list[list[Encoded]]:
     """The calls a shard's events take: at most MAX_PER_ENTRY events and MAX_BUCKETS hours each."""
-    if len(items) <= MAX_PER_ENTRY and len({h for _, _, h in items}) <= MAX_BUCKETS:
+    if len(items) <= MAX_PER_ENTRY and (
+        len(items) <= MAX_BUCKETS or len({item[2] for item in items}) <= MAX_BUCKETS
+    ):
         return [items] if items else []  # the usual case: one call
     out: list[list[Encoded]] = [[]]
     hours: set[int] = set()
@@ -62,7 +64,7 @@ def array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def entry(bodies: list[bytes]) -> bytes:
+def entry(bodies: list[bytes] | tuple[bytes, ...]) -> bytes:
     """A stream entry's ``e`` field: the msgpack array of these encoded events."""
     return array_header(len(bodies)) + b"".join(bodies)
 
@@ -138,19 +140,20 @@ class EventStore:
         ttl = marker_ttl or self.marker_ttl
         calls: list[tuple[int, int, list[Any]]] = []  # (shard, numkeys, EVALSHA keys + args)
         for shard, events in by_shard.items():
-            items = [encoded(e) if isinstance(e, StoredEvent) else e for e in events]
-            for chunk in _chunks(items):
-                ids = b"".join([i for i, _, _ in chunk])
+            if not events:
+                continue
+            # a shard's list is of one kind: Encoded from the validator, StoredEvent from a replay
+            items = [encoded(e) for e in events] if isinstance(events[0], StoredEvent) else events
+            for chunk in _chunks(items):  # type: ignore[arg-type]
+                ids_of, bodies, hours = zip(*chunk)  # one pass each, in C
+                ids = b"".join(ids_of)
                 if len(ids) != 16 * len(chunk):
                     raise ValueError("a stored event id is not 16 bytes")
-                slots: dict[int, int] = {}  # hour -> its bucket's position among the keys
-                for _, _, h in chunk:
-                    if h not in slots:
-                        slots[h] = len(slots) + 1
-                where = bytes([slots[h] for _, _, h in chunk])
+                # hour -> its bucket's position among the keys, in order of first appearance
+                slots = {h: i for i, h in enumerate(dict.fromkeys(hours), 1)}
+                where = bytes(map(slots.__getitem__, hours))
                 keys = [keyspace.stream(shard), keyspace.recent(shard),
                         *(keyspace.dedup_bucket(shard, h) for h in slots)]
-                bodies = [b for _, b, _ in chunk]
                 calls.append((shard, len(keys), [
                     *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
                     entry(bodies), ",".join(map(str, map(len, bodies))), self.durable,
@@ -182,7 +185,7 @@ class EventStore:
         self._check_waits(calls, waits, results[len(calls) + len(rejections):])
         flags: dict[int, list[int]] = {}
         for (shard, _, _), result in zip(calls, results):
-            flags.setdefault(shard, []).extend(int(f) for f in result)
+            flags.setdefault(shard, []).extend(result)  # the script's integers: 1 stored, 0 not
         return flags
 
     def _queue(

@@ -38,12 +38,12 @@ _ENVELOPE = {
     "event_version": "allow-listed (the catalog's versions)",
     "ts_utc": "kept, corrected for the client's clock skew (the day every KPI keys on)",
     "client_ts": "kept",
-    "session_id": "pseudonymised (keyed HMAC with the salt of the event's epoch)",
+    "session_id": "pseudonymised (keyed hash, BLAKE2b or HMAC-SHA256 under an older salt, with the salt of the event's epoch)",
     "app_version": "allow-listed (version pattern)",
     "platform": "allow-listed (platform pattern)",
 }
 REQUEST_FIELDS = {
-    "ip address": "hashed (keyed HMAC, only in rate-limit counters that expire within 2 minutes); "
+    "ip address": "hashed (keyed hash, only in rate-limit counters that expire within 2 minutes); "
                   "masked (host part zeroed) where a route keeps the client (collector/client_info.py)",
     "user agent": "coarsened to browser, OS and device families where a route keeps the client; "
                   "never stored as sent",
@@ -53,11 +53,11 @@ REQUEST_FIELDS = {
 
 def treatment(name: str, profile: profiles.Profile, payload: bool) -> str:
     if not payload and name in SUBJECT_FIELDS:
-        return "pseudonymised (keyed HMAC with the salt of the event's epoch; the raw id is never stored)"
+        return "pseudonymised (keyed hash, BLAKE2b or HMAC-SHA256 under an older salt, with the salt of the event's epoch; the raw id is never stored)"
     if not payload and name in _ENVELOPE:
         return _ENVELOPE[name]
     if payload and name in profile.hashed_fields:
-        return "hashed (keyed HMAC with the salt of the event's epoch; free text never stored)"
+        return "hashed (keyed hash, BLAKE2b or HMAC-SHA256 under an older salt, with the salt of the event's epoch; free text never stored)"
     if payload and name in profile.coarsened:
         return f"coarsened (rounded to {profile.coarsened[name]} decimals)"
     return "allow-listed (a declared field, typed; strings are identifier-like tokens, no free text)" if payload else "kept"

@@ -17,8 +17,6 @@ Redis commands (XPENDING, XACK, PFADD, HMGET/HSET, EXPIRE, session pairing) with
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import os
 import subprocess
 import sys
@@ -36,7 +34,9 @@ STAGE = "bench:ops"
 
 
 def pseudo(raw: str) -> str:
-    return hmac.new(SALT, raw.encode(), hashlib.sha256).hexdigest()[:24]
+    from collector.privacy import Pseudonymizer  # the one pseudonym function
+
+    return Pseudonymizer.digest(SALT, raw)
 
 
 def ms(iso: str) -> int:

@@ -127,8 +127,16 @@ def running(*procs: Proc) -> Iterator[None]:
             p.stop()
 
 
-def collector(env: Mapping[str, str], workers: int = 1) -> Proc:
+def collector(env: Mapping[str, str], workers: int = 1, server: str = "uvicorn") -> Proc:
+    """The collector on a free port: ``collector.cli`` (uvicorn with ``infra/http_limits``), or
+    the same app under Granian (``server="granian"``, for the HTTP-layer comparison only: it has
+    none of our connection limits)."""
     port = free_port()
+    if server == "granian":
+        args = ["granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port",
+                str(port), "--workers", str(max(1, workers)), "--loop", "uvloop", "--no-ws",
+                "--log-level", "warning", "--no-access-log", "collector.app:create_app"]
+        return Proc(args, env, port).wait_ready()
     if workers <= 1:
         return Proc(["collector.cli"], env, port).wait_ready()
     args = ["uvicorn", "collector.app:create_app", "--factory", "--host", "127.0.0.1",

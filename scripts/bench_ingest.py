@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto")
     p.add_argument("--loadgen-procs", type=int, default=2, help="asyncio load generator processes")
     p.add_argument("--collector-workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                   help="HTTP server of the collector (granian: the same app, for comparison)")
     p.add_argument("--profile", metavar="DIR", help="py-spy the collector during one extra peak run")
     p.add_argument("--redis-url", help="use this server (it is FLUSHED) instead of a private one")
     args = p.parse_args(argv)
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with bc.redis_server(args.redis_url) as url:
         r = redis.Redis.from_url(url)
         server_pid = int(r.info("server")["process_id"])
-        svc = bc.collector(bc.bench_env(url), args.collector_workers)
+        svc = bc.collector(bc.bench_env(url), args.collector_workers, args.server)
         with bc.running(svc):
             load(min(2.0, args.seconds), 240)  # warm-up: imports, salts, connection pools
             for run in range(args.runs):
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "loadgen": "wrk" if use_wrk else "asyncio",
         "connections": args.connections,
         "collector_workers": args.collector_workers,
+        "server": args.server,
         "batch_events": 100,
         "peak_eps": peak_eps,
         "peak_runs_eps": [round(x["eps"]) for x in peaks],

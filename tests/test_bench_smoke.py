@@ -16,6 +16,8 @@ SMOKE = {
     "bench_ingest": ["--runs", "1", "--seconds", "1", "--latency-seconds", "1", "--ceiling-seconds", "0.3",
                      "--templates", "3", "--connections", "2"],
     "bench_aggregate": ["--runs", "1", "--events", "2000"],
+    "bench_collector_path": ["--windows", "2", "--window-batches", "3", "--templates", "3",
+                             "--rate-limit-requests", "10"],
     "bench_kpi": ["--runs", "1", "--days", "3", "--requests", "8", "--villages-per-day", "20"],
     "bench_memory": ["--events", "300", "--checkpoints", "200", "--chunk-seconds", "1", "--connections", "2"],
     "bench_accuracy": ["--villages", "300", "--sessions", "50"],

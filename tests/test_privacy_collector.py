@@ -88,3 +88,22 @@ def test_no_raw_identifier_ip_or_text_at_rest(env, r, settings, rng):
                USER_AGENT, "secret-device-model", FREE_TEXT, EMAIL, *(k for row in keys for k in row)]
     found = [n for n in needles if n.encode() in blob]
     assert found == [], f"raw values at rest: {found}"
+
+
+def test_pseudonyms_follow_their_salts_scheme():
+    """A salt this version makes keys BLAKE2b; a salt made before (no mark) keeps HMAC-SHA256, so
+    the pseudonyms of an epoch that began under an older collector do not change within it. Both
+    are 24 hex characters, and ``digest`` is the one function that computes either."""
+    import hashlib
+    import hmac as hmac_
+
+    from collector.privacy import SALT_MARK, Pseudonymizer, new_salt
+
+    fresh, older = new_salt(), bytes(range(32))
+    assert fresh.startswith(SALT_MARK) and len(fresh) == len(SALT_MARK) + 32
+    assert Pseudonymizer.digest(fresh, "village-1") == hashlib.blake2b(
+        b"village-1", key=fresh, digest_size=12).hexdigest()
+    assert Pseudonymizer.digest(older, "village-1") == hmac_.new(
+        older, b"village-1", hashlib.sha256).hexdigest()[:24]
+    assert {len(Pseudonymizer.digest(s, "v")) for s in (fresh, older)} == {24}
+    assert Pseudonymizer.digest(fresh, "v") != Pseudonymizer.digest(new_salt(), "v")
