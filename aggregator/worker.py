@@ -592,9 +592,10 @@ class Worker:
         return None
 
     def _note_closed_days(self, plan: Plan) -> None:
-        """Days of closed sketches this plan changes (historical imports): their rollups go stale."""
+        """Closed days this plan changes (historical imports): their rollups go stale, those of
+        every kind (the days' counters, actors and KPIs' own keys) and of the session sketches."""
         now = int(time.time() * 1000)
-        for dn in plan.sketches:
+        for dn in {*plan.days, *plan.sketches}:
             day = day_of_number(dn)
             if rollups.closed(self.settings, date.fromisoformat(day), now):
                 self._stale_rollups.add(day)

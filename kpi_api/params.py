@@ -8,6 +8,12 @@ from starlette.requests import Request
 
 from kpi_api.errors import BadRequest
 
+# The days a KPI range may name: event days are counted from the epoch, and a range's reads reach
+# beyond it (a summary's previous period up to KPI_MAX_RANGE_DAYS + 7 days back, a rolling window
+# 30 days back, a retention's D+N up to 365 days on), which the calendar must still hold.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
 
 def parse_date(name: str, raw: str | None, required: bool = True) -> date | None:
     if not raw:
@@ -32,6 +38,8 @@ def check_range(request: Request, start: date, end: date, start_name: str = "sta
                 end_name: str = "end") -> tuple[date, date]:
     if end < start:
         raise BadRequest(f"{end_name} {end} is before {start_name} {start}")
+    if start < FIRST_DAY or end > LAST_DAY:
+        raise BadRequest(f"{start_name} and {end_name} must lie within {FIRST_DAY}..{LAST_DAY}")
     limit = request.app.state.settings.kpi_max_range_days
     days = (end - start).days + 1
     if days > limit:

@@ -121,3 +121,38 @@ def test_import_command_loads_a_file_and_a_second_run_adds_nothing(
     days = {_day(e) for e in events}
     want = Counter(_day(e) for e in events if e["event_name"] == "dialogue_open")
     assert _counts(r, settings, "dialogue_open", days) == {d: want.get(d, 0) for d in days}
+
+
+def test_imported_history_without_sessions_refreshes_the_closed_days_rollups(
+    r: redis.Redis, settings: Settings, rng: random.Random
+) -> None:
+    """Every kind keeps closed-day rollups: an import that adds only counts and actors to a closed
+    day (no session sketch) must still be served, not the value rolled up before it."""
+    from kpi_api.app import create_app as kpi_app
+    from scripts.simulate import event
+    from tests.kpi_helpers import auth
+
+    now = int(time.time() * 1000)
+    ts = (now // DAY - 10) * DAY + 12 * 3_600_000
+    day = datetime.fromtimestamp(ts / 1000, timezone.utc).date().isoformat()
+    admin = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="admin")}
+
+    def imported(villages: list[str]) -> None:
+        events = [event("dialogue_open", v, ts + i, None, {"dialogue_id": "intro"}, rng)
+                  for i, v in enumerate(villages)]
+        with TestClient(create_app(settings)) as c:
+            resp = c.post(IMPORT, json=batch(events), headers=admin)
+            assert resp.status_code == 202 and resp.json()["accepted"] == len(events), resp.text
+        Worker(r, settings, consumer="import-rollups").run(burst=True)
+
+    def served() -> tuple[int, int]:
+        q = f"start={day}&end={day}"
+        with TestClient(kpi_app(settings), headers=auth()) as k:  # a fresh app: no cached answers
+            opens = k.get(f"/internal/analytics/kpis/dialogue-opens?{q}").json()
+            dav = k.get(f"/internal/analytics/kpis/daily-active-villages?{q}").json()
+        return opens[0]["value"], dav[0]["value"]
+
+    imported([f"v{i}" for i in range(3)])
+    assert served() == (3, 3)  # the closed day is rolled up now
+    imported([f"w{i}" for i in range(4)])
+    assert served() == (7, 7)
