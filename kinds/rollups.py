@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import msgspec
@@ -28,6 +28,15 @@ def closed(s: Settings, day: date, now_ms: int | None = None) -> bool:
     now = int(time.time() * 1000) if now_ms is None else now_ms
     end_ms = ((day - EPOCH_DAY).days + 1) * DAY_MS
     return end_ms + (s.late_window_hours + s.max_session_hours) * 3_600_000 <= now
+
+
+def kept_since(s: Settings, now_ms: int | None = None) -> date:
+    """The first day whose per-shard aggregates are surely still kept: a day's keys expire
+    ``METRICS_RETENTION_DAYS`` after their last write (and the purge deletes the days before
+    that horizon), so an older day is read live, never from a rollup that would outlive them
+    (the setting may also be lowered at run time)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return EPOCH_DAY + timedelta(days=now // DAY_MS - s.metrics_retention_days + 1)
 
 
 def ttl_seconds(s: Settings) -> int:
@@ -80,7 +89,8 @@ async def per_day(
     (default: the day is closed; a retention's D needs D+N closed). The hash expires ``ttl``
     seconds after its last write (default: the metrics retention)."""
     is_shut = shut or (lambda d: closed(s, d))
-    done = [d for d in days if is_shut(d)]
+    kept = kept_since(s)
+    done = [d for d in days if d >= kept and is_shut(d)]
     key = keyspace.rollup(kpi)
     found: dict[date, Any] = {}
     generation = 0

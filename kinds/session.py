@@ -39,7 +39,8 @@ async def sketches_per_day(
     """Each day's sketch merged over the shards: closed days from their rollups (one MGET), the
     others (and closed days without a rollup yet) from the per-shard hashes, live; the missing
     rollups of closed days are written back."""
-    shut = [d for d in days if rollups.closed(s, d, now_ms)]
+    kept = rollups.kept_since(s, now_ms)
+    shut = [d for d in days if d >= kept and rollups.closed(s, d, now_ms)]
     stored = dict(zip(shut, await r.mget([keyspace.session_rollup(d.isoformat()) for d in shut]))) if shut else {}
     out: dict[date, Sketch] = {}
     for d, blob in stored.items():

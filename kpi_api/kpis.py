@@ -111,6 +111,9 @@ def parse(request: Request, kpi: Kpi) -> Query:
         known = profiles.event_names(request.app.state.settings.analytics_profile)
         if event_name not in known:
             raise BadRequest(f"unknown event_name {event_name!r}; known: {', '.join(known)}")
+    if event_name is not None and count.own_breakdown(group_by):
+        raise BadRequest(f"group_by={group_by!r} is kept over every event, not per event name: "
+                         f"drop event_name or group by event_name")
     if granularity == "hour" and count.own_breakdown(group_by):
         raise BadRequest(f"group_by={group_by!r} is kept per day only: use granularity=day")
     if granularity == "hour" and (end - start).days + 1 > 92:

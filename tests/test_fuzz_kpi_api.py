@@ -118,3 +118,18 @@ def test_dates_the_calendar_cannot_reach_get_a_400(env, r, path, start, end):
         ok = c.get(f"/internal/analytics/kpis/{path}", params={"start": "1970-01-01", "end": "1970-01-02"},
                    headers=auth())
         assert ok.status_code == 200, ok.text
+
+
+def test_event_name_with_a_breakdown_the_counters_do_not_keep_per_event_gets_a_400(env, r):
+    """A count's own dimensions (platform, ...) are kept over every event: filtering them by an
+    event name cannot be answered, and was answered unfiltered."""
+    s = Settings.from_env({**env, "ANALYTICS_PROFILE": "seed000"})
+    span = {"start": TODAY.isoformat(), "end": TODAY.isoformat()}
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        resp = c.get("/internal/analytics/kpis/events", headers=auth(),
+                     params={**span, "group_by": "platform", "event_name": "search_performed"})
+        assert resp.status_code == 400 and "event_name" in resp.json()["detail"], resp.text
+        for extra in ({"group_by": "platform"}, {"group_by": "event_name", "event_name": "search_performed"},
+                      {"event_name": "search_performed"}):
+            ok = c.get("/internal/analytics/kpis/events", headers=auth(), params={**span, **extra})
+            assert ok.status_code == 200, (extra, ok.text)

@@ -199,7 +199,7 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
         t = truth(events)
         by_command: Counter[tuple[str, str]] = Counter()
         for e in events:
-            if e["event_name"] == "command_executed":
+            if e["event_name"] == "command_executed" and e["ts_utc"][:10] in days:  # the range read
                 by_command[(e["ts_utc"][:10], e["payload"]["command"])] += 1
         return {
             "daily-active-villages": [len(t.villages[d]) for d in days],
@@ -242,3 +242,43 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
         assert not r.exists(*[keyspace.rollup(n) for n in ("@actors", "@counts", "commands-by-name")])
         zero = answers(api)
         assert zero["daily-active-villages"] == [0] * len(days) and zero["commands-by-name"] == []
+
+
+def test_days_past_the_metrics_retention_are_not_served_from_rollups(
+    settings: Settings, r: redis.Redis, rng: random.Random
+) -> None:
+    """A day's aggregates expire METRICS_RETENTION_DAYS after their last write (an admin may lower
+    the setting at run time); its rollups, kept in hashes that every read refreshes, must not keep
+    serving it after that: such a day reads as the live keys say."""
+    from kpi_api.app import create_app as create_kpi_api
+
+    now = int(time.time() * 1000)
+    staff = {"Authorization": "Bearer " + tokens.issue(JWT_SECRET, role="staff")}
+    settings = dataclasses.replace(settings, kpi_cache_seconds=0, kpi_cache_closed_seconds=0,
+                                   kpi_min_group_size=1)
+    events = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
+    send(settings, r, events)
+    days = sorted({e["ts_utc"][:10] for e in events})
+    span = f"start={days[0]}&end={days[-1]}"
+    names = ("daily-active-villages", "weekly-active-villages", "dialogue-opens", "events", "session-duration")
+
+    def answers(s: Settings) -> dict[str, list]:
+        with TestClient(create_kpi_api(s)) as api:
+            out = {n: [row["value"] for row in api.get(f"/internal/analytics/kpis/{n}?{span}", headers=staff).json()]
+                   for n in names}
+            # the range's total merges the days' sketches: from the sketch rollups
+            out["sketch"] = [api.get(f"/internal/analytics/kpis/session-duration/summary?{span}",
+                                     headers=staff).json()["total"]]
+            return out
+
+    r.delete(*[keyspace.session_rollup(d) for d in days])  # the import's stale marks, as after a minute
+    kept = answers(settings)  # within the retention (365 days): rolled up
+    assert r.exists(*[keyspace.session_rollup(d) for d in days]) == len(days)
+    assert all(any(v) for v in kept.values()), kept
+    assert answers(settings) == kept
+    # the days' keys expire (their TTL, or a retention lowered to 9 days at run time)
+    for key in r.scan_iter(match=keyspace.SHARD_KEYS, count=1000):
+        if any(key.decode().endswith(d) for d in days) and b"rollup" not in key:
+            r.delete(key)
+    gone = answers(dataclasses.replace(settings, metrics_retention_days=9))
+    assert gone == {**{n: [0] * len(days) for n in names}, "sketch": [0]}, gone
