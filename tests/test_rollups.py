@@ -208,6 +208,12 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
             "commands-by-name": sorted((d, c, n) for (d, c), n in by_command.items()),
         }
 
+    def matches(got: dict[str, list], want: dict[str, list]) -> bool:
+        """Exact, but for the daily actors: an HLL may put two of a few actors in one register."""
+        dau_ok = all(abs(a - b) <= 1 for a, b in zip(got["daily-active-villages"], want["daily-active-villages"]))
+        return dau_ok and {k: v for k, v in got.items() if k != "daily-active-villages"} == {
+            k: v for k, v in want.items() if k != "daily-active-villages"}
+
     def answers(api: TestClient) -> dict[str, list]:
         out = {}
         for name in ("daily-active-villages", "dialogue-opens", "events"):
@@ -223,19 +229,20 @@ def test_every_kind_reads_closed_days_from_rollups_and_imports_and_purges_drop_t
     days = sorted({e["ts_utc"][:10] for e in first})
     span = f"start={days[0]}&end={days[-1]}"
     with TestClient(create_kpi_api(settings)) as api:
-        assert answers(api) == expected(first)  # computed live, rolled up
+        live = answers(api)  # computed live, rolled up
+        assert matches(live, expected(first))
         for name in ("@actors", "@counts", "commands-by-name"):
             assert r.hlen(keyspace.rollup(name)) >= len(days), name
         # prove the next read comes from the rollups: damage the live aggregates, nothing moves
         saved = {k: r.dump(k) for k in r.keys(f"{keyspace.PREFIX}:{{s*}}:counts:*")}
         r.delete(*saved)
-        assert answers(api) == expected(first)
+        assert answers(api) == live
         for k, blob in saved.items():
             r.restore(k, 0, blob)
 
         more = generate(15, 60, now - 12 * DAY_MS, now - 10 * DAY_MS, rng.randrange(1 << 30))
         send(settings, r, more)  # an import into closed days: the rollups computed before it are ignored
-        assert answers(api) == expected(first + more)
+        assert matches(answers(api), expected(first + more))
 
         report = purge(r, dataclasses.replace(settings, metrics_retention_days=3), None, 3)
         assert report["aggregates"]["keys"] > 0
