@@ -70,6 +70,19 @@ class Truth:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+def profile_traffic(profile: str, redis_url: str, env: dict[str, str], seed: int,
+                    count: int = 1500) -> list[dict[str, Any]]:
+    """``count`` events of 60 actors of a profile's catalog, 40 to 5 hours ago, sent and applied."""
+    from schemas import profiles
+    from scripts.seed_traffic import profile_events
+
+    now = int(time.time() * 1000)
+    events = profile_events(profiles.load(profile), actors=60, count=count, start_ms=now - 40 * HOUR,
+                            end_ms=now - 5 * HOUR, seed=seed)
+    load(Settings.from_env(env), redis_url, events)
+    return events
+
+
 def truth(events: list[dict[str, Any]]) -> Truth:
     t = Truth(events=events)
     starts: dict[str, int] = {}

@@ -19,13 +19,11 @@ import pytest
 import redis
 
 from infra import tokens
-from schemas import profiles
 from schemas.settings import Settings
-from scripts.seed_traffic import profile_events
 from scripts.simulate import generate
 from tests import services
 from tests.conftest import JWT_SECRET
-from tests.kpi_helpers import HOUR, day, load, ms, truth
+from tests.kpi_helpers import profile_traffic, HOUR, day, load, ms, truth
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -207,11 +205,7 @@ def test_dashboard_in_chromium(env: dict[str, str], settings: Settings, redis_ur
 def test_dashboard_follows_the_profile_seed000_install_trends_and_top_servers(
         env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random) -> None:
     env = {**env, "ANALYTICS_PROFILE": "seed000"}
-    settings = Settings.from_env(env)
-    now = int(time.time() * 1000)
-    events = profile_events(profiles.load("seed000"), actors=60, count=1500, start_ms=now - 40 * HOUR,
-                            end_ms=now - 5 * HOUR, seed=rng.randrange(1 << 30))
-    load(settings, redis_url, events)
+    events = profile_traffic("seed000", redis_url, env, rng.randrange(1 << 30))
     installs = [e for e in events if e["event_name"] == "server_installed"]
     with dashboard_page(env) as (page, errors, url):
         status = wait_state(page, "ready|empty|error")

@@ -13,7 +13,6 @@ import json
 
 import random
 import re
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,11 +21,9 @@ import pytest
 import redis
 
 from aggregator.worker import Worker
-from schemas import profiles
 from schemas.days import day_start_ms
 from schemas.settings import Settings
-from scripts.seed_traffic import profile_events
-from tests.kpi_helpers import HOUR, load
+from tests.kpi_helpers import HOUR, profile_traffic
 from tests.streamfeed import append, stored
 from tests.test_dashboard import chart_data, dashboard_page, wait_state
 
@@ -134,15 +131,6 @@ def test_seed003_coinciding_lines_log_heatmap_and_no_stale_charts_on_error(
         assert not errors, errors
 
 
-def _profile_traffic(profile: str, redis_url: str, env: dict[str, str], rng: random.Random) -> list[dict[str, Any]]:
-    settings = Settings.from_env(env)
-    now = int(time.time() * 1000)
-    events = profile_events(profiles.load(profile), actors=60, count=1500, start_ms=now - 40 * HOUR,
-                            end_ms=now - 5 * HOUR, seed=rng.randrange(1 << 30))
-    load(settings, redis_url, events)
-    return events
-
-
 REPEATS = {"daily-active-villages", "weekly-active-villages", "monthly-active-villages", "session-duration",
            "events", "events-by-type", "dialogue-opens", "command-executions"}
 
@@ -152,7 +140,7 @@ def test_the_profiles_own_actor_noun_and_a_trend_that_repeats_no_chart(
         profile: str, noun: str, actor_uniques: str, env: dict[str, str], redis_url: str, r: redis.Redis,
         rng: random.Random) -> None:
     env = {**env, "ANALYTICS_PROFILE": profile}
-    _profile_traffic(profile, redis_url, env, rng)
+    profile_traffic(profile, redis_url, env, rng.randrange(1 << 30))
     with dashboard_page(env) as (page, errors, _url):
         assert wait_state(page, "ready|empty|error").startswith("ready")
         page.wait_for_function("() => document.querySelectorAll('#totals .card').length > 0")
@@ -177,7 +165,7 @@ def test_the_profiles_own_actor_noun_and_a_trend_that_repeats_no_chart(
 def test_seed000_top_table_pages_through_the_servers(
         env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random) -> None:
     env = {**env, "ANALYTICS_PROFILE": "seed000"}
-    events = _profile_traffic("seed000", redis_url, env, rng)
+    events = profile_traffic("seed000", redis_url, env, rng.randrange(1 << 30))
     by_server = Counter(e["payload"]["server_id"] for e in events if e["event_name"] == "server_installed")
     ordered = [[k, f"{v:,}"] for k, v in sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))]
     assert len(ordered) > 10, len(ordered)  # more than one page of 10

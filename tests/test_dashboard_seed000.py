@@ -8,16 +8,13 @@ query's text (queries are stored hashed).
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 
 import redis
 
-from schemas import profiles
-from schemas.settings import Settings
-from scripts.seed_traffic import QUERIES, profile_events
-from tests.kpi_helpers import HOUR, day, load, ms
+from scripts.seed_traffic import QUERIES
+from tests.kpi_helpers import profile_traffic, day, ms
 from tests.test_dashboard import dashboard_page, wait_state
 
 TABLE = "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
@@ -30,11 +27,7 @@ def _num(text: str) -> int:
 def test_seed000_search_usage_and_server_heatmap(
         env: dict[str, str], redis_url: str, r: redis.Redis, rng: random.Random) -> None:
     env = {**env, "ANALYTICS_PROFILE": "seed000"}
-    settings = Settings.from_env(env)
-    now = int(time.time() * 1000)
-    events = profile_events(profiles.load("seed000"), actors=60, count=1200, start_ms=now - 40 * HOUR,
-                            end_ms=now - 5 * HOUR, seed=rng.randrange(1 << 30))
-    load(settings, redis_url, events)
+    events = profile_traffic("seed000", redis_url, env, rng.randrange(1 << 30), count=1200)
     searches = [e for e in events if e["event_name"] == "search_performed"]
     per_day: Counter[str] = Counter(day(ms(e["ts_utc"])) for e in searches)
     per_day_platform: Counter[tuple[str, str]] = Counter((day(ms(e["ts_utc"])), e["platform"]) for e in searches)
