@@ -20,7 +20,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -594,11 +593,10 @@ class Worker:
     def _note_closed_days(self, plan: Plan) -> None:
         """Closed days this plan changes (historical imports): their rollups go stale, those of
         every kind (the days' counters, actors and KPIs' own keys) and of the session sketches."""
-        now = int(time.time() * 1000)
+        last = rollups.last_closed_day_number(self.settings, int(time.time() * 1000))
         for dn in {*plan.days, *plan.sketches}:
-            day = day_of_number(dn)
-            if rollups.closed(self.settings, date.fromisoformat(day), now):
-                self._stale_rollups.add(day)
+            if dn <= last:  # only history reaches a closed day: no date built for the others
+                self._stale_rollups.add(day_of_number(dn))
 
     def _drop_stale_rollups(self) -> None:
         """After the scripts ran: a read before this point may have rolled up the old sketch."""

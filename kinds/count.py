@@ -31,11 +31,6 @@ def hour_field(event: str, hour: int) -> str:
     return f"{event}{HOUR_SEP}{hour:02d}"
 
 
-def is_total(field: str) -> bool:
-    """Whether a base-counter field is an event's daily total (not an hourly one)."""
-    return HOUR_SEP not in field
-
-
 def totals(counters: Mapping[str, int], only: str | None = None) -> dict[str, int]:
     """The daily totals by event name (optionally of one event) of a day's base counters."""
     return {k: v for k, v in counters.items() if HOUR_SEP not in k and (only is None or k == only)}

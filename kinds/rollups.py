@@ -24,10 +24,15 @@ from schemas.days import DAY_MS, EPOCH_DAY
 from schemas.settings import Settings
 
 
+def last_closed_day_number(s: Settings, now_ms: int) -> int:
+    """The last closed day (days since the epoch): its end plus the late window plus the
+    longest session has passed."""
+    return (now_ms - (s.late_window_hours + s.max_session_hours) * 3_600_000) // DAY_MS - 1
+
+
 def closed(s: Settings, day: date, now_ms: int | None = None) -> bool:
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    end_ms = ((day - EPOCH_DAY).days + 1) * DAY_MS
-    return end_ms + (s.late_window_hours + s.max_session_hours) * 3_600_000 <= now
+    return (day - EPOCH_DAY).days <= last_closed_day_number(s, now)
 
 
 def kept_since(s: Settings, now_ms: int | None = None) -> date:
