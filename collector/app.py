@@ -24,6 +24,7 @@ from collector.segment_api import routes as segment_routes
 from collector.store import EventStore
 from collector.validate import Validator
 from infra.connection import open_async
+from infra.pipelined import Pipelined
 from infra.service import EXCEPTION_HANDLERS, ServerTime, Timing, healthz, readyz
 from schemas.settings import Settings
 
@@ -35,10 +36,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = await open_async(settings.redis_url)
         pseudonymizer = Pseudonymizer(client, settings)
+        link = Pipelined.for_client(client)  # the hot path's one connection (single node only)
         app.state.redis = client
-        app.state.store = EventStore(client, settings)
+        app.state.store = EventStore(client, settings, link)
         app.state.validator = Validator(settings, pseudonymizer)
-        app.state.ratelimit = RateLimiter(client, settings, pseudonymizer)
+        app.state.ratelimit = RateLimiter(client, settings, pseudonymizer, link)
         app.state.backpressure = Backpressure(client, settings)
         stop_metrics = (
             serve_separately(settings.collector_metrics_port, settings.host)
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if stop_metrics is not None:
                 stop_metrics()
+            if link is not None:
+                await link.aclose()
             await client.aclose()
 
     routes = [

@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError
 
 from collector.privacy import Pseudonymizer
 from infra.connection import is_cluster
+from infra.pipelined import Pipelined
 from schemas import keyspace
 from schemas.settings import Settings
 
@@ -29,8 +30,10 @@ return out
 
 
 class RateLimiter:
-    def __init__(self, redis: aredis.Redis, settings: Settings, pseudo: Pseudonymizer) -> None:
+    def __init__(self, redis: aredis.Redis, settings: Settings, pseudo: Pseudonymizer,
+                 link: Pipelined | None = None) -> None:
         self.redis = redis
+        self.link = link  # the process's pipelined connection (single node), else redis-py's
         self.limit = settings.rate_limit_per_minute
         self.pseudo = pseudo
         self.cluster = is_cluster(redis)
@@ -51,7 +54,10 @@ class RateLimiter:
                 counts = (await pipe.execute())[::2]
         else:
             try:  # EVALSHA straight away; a server without the script gets it loaded once
-                counts = await self.redis.evalsha(self.count.sha, len(keys), *keys, WINDOW_TTL_S)
+                if self.link is not None:
+                    counts = await self.link.call("EVALSHA", self.count.sha, len(keys), *keys, WINDOW_TTL_S)
+                else:
+                    counts = await self.redis.evalsha(self.count.sha, len(keys), *keys, WINDOW_TTL_S)
             except NoScriptError:
                 counts = await self.count(keys=keys, args=[WINDOW_TTL_S])
         if any(int(count) > self.limit for count in counts):

@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError
 
 from schemas import adjusted, keyspace
 from infra.connection import is_cluster
+from infra.pipelined import Pipelined
 from schemas.catalog import STORED_ENCODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -93,8 +94,9 @@ class NotDurable(redis.RedisError):
 
 
 class EventStore:
-    def __init__(self, redis: aredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: aredis.Redis, settings: Settings, link: Pipelined | None = None) -> None:
         self.redis = redis
+        self.link = link  # the process's pipelined connection (single node), else redis-py's
         self.settings = settings
         self.cluster = is_cluster(redis)
         self.base_settings = settings
@@ -165,17 +167,13 @@ class EventStore:
         # With ANALYTICS_WAIT_*, WAIT / WAITAOF follow the appends on the same connection of each
         # node written (they wait for that connection's writes), in the same round trip.
         waits = self._waits(calls)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue(pipe, sha, calls, waits, rejections)
-            results = await pipe.execute(raise_on_error=False)
+        results = await self._execute(sha, calls, waits, rejections)
         missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
         if missing:
             await self.redis.script_load(APPEND_LUA)
             retried = [calls[i] for i in missing]
             retried_waits = self._waits(retried)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self._queue(pipe, sha, retried, retried_waits)
-                again = await pipe.execute(raise_on_error=False)
+            again = await self._execute(sha, retried, retried_waits)
             for i, result in zip(missing, again):
                 results[i] = result
             self._check_waits(retried, retried_waits, again[len(retried):])
@@ -188,26 +186,35 @@ class EventStore:
             flags.setdefault(shard, []).extend(result)  # the script's integers: 1 stored, 0 not
         return flags
 
-    def _queue(
-        self, pipe: Any, sha: str, calls: list[tuple[int, int, list[Any]]],
+    async def _execute(
+        self, sha: str, calls: list[tuple[int, int, list[Any]]],
         waits: list[tuple[tuple[Any, ...], Any]], rejections: list[Rejection] | tuple[()] = (),
-    ) -> None:
-        """Queue the appends, the rejections' dead-letter copies, then the durability waits."""
-        for _, numkeys, args in calls:
-            # execute_command: the cluster pipeline refuses its evalsha method
-            pipe.execute_command("EVALSHA", sha, numkeys, *args)
-        for rej in rejections:
-            pipe.xadd(
-                keyspace.DEAD_LETTER,
-                {"r": msgspec.json.encode(rej)},
-                maxlen=self.settings.deadletter_maxlen,
-                approximate=True,
-            )
-        for command, node in waits:
-            if node is None:
+    ) -> list[Any]:
+        """Send the appends, the rejections' dead-letter copies, then the durability waits, in
+        one round trip; every reply in order, an error reply as its exception. Through the
+        pipelined connection when there is one and nothing to WAIT for (a WAIT holds the
+        connection it runs on, which every request of the process shares)."""
+        commands = self._commands(sha, calls, rejections)
+        if self.link is not None and not waits:
+            return await self.link.call_many(commands)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                # execute_command: the cluster pipeline refuses its evalsha method
                 pipe.execute_command(*command)
-            else:
-                pipe.execute_command(*command, target_nodes=node)
+            for command, node in waits:
+                if node is None:
+                    pipe.execute_command(*command)
+                else:
+                    pipe.execute_command(*command, target_nodes=node)
+            return await pipe.execute(raise_on_error=False)
+
+    def _commands(self, sha: str, calls: list[tuple[int, int, list[Any]]],
+                  rejections: list[Rejection] | tuple[()]) -> list[tuple[Any, ...]]:
+        commands: list[tuple[Any, ...]] = [("EVALSHA", sha, numkeys, *args) for _, numkeys, args in calls]
+        for rej in rejections:  # XADD dead-letter MAXLEN ~ n * r <json>
+            commands.append(("XADD", keyspace.DEAD_LETTER, "MAXLEN", "~", self.settings.deadletter_maxlen,
+                             "*", "r", msgspec.json.encode(rej)))
+        return commands
 
     def _waits(self, calls: list[tuple[int, int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:
         """The WAIT / WAITAOF commands after these appends: once on a single node, once per

@@ -39,19 +39,21 @@ async def _server_cpu(client: Any) -> float:
 
 
 async def measure(url: str, bodies: list[bytes], windows: int, per_window: int, ids: str,
-                  rate_limit_requests: int) -> dict[str, Any]:
+                  rate_limit_requests: int, pipelined: bool = True) -> dict[str, Any]:
     from collector.privacy import Pseudonymizer
     from collector.ratelimit import RateLimiter
     from collector.store import EventStore
     from collector.validate import Validator
     from infra.connection import open_async
+    from infra.pipelined import Pipelined
     from schemas.catalog import Batch
     from schemas.settings import Settings
 
     settings = Settings.from_env(bc.bench_env(url))
     client = await open_async(url)  # as the collector opens it
     pseudo = Pseudonymizer(client, settings)
-    validator, store = Validator(settings, pseudo), EventStore(client, settings)
+    link = Pipelined.for_client(client) if pipelined else None  # as the collector's app does
+    validator, store = Validator(settings, pseudo), EventStore(client, settings, link)
     decoder = msgspec.json.Decoder(Batch)
     validate, write, server = [], [], []
     k = 0
@@ -79,13 +81,15 @@ async def measure(url: str, bodies: list[bytes], windows: int, per_window: int, 
             write.append((t3 - t2) / n * 1e6)
             server.append((s1 - s0) / n * 1e6)
         await client.flushdb()
-    limiter = RateLimiter(client, settings, pseudo)
+    limiter = RateLimiter(client, settings, pseudo, link)
     subjects = [("ip", "192.0.2.1"), ("subject", bc.WRITE_KEY)]
     await limiter.over(subjects, int(time.time() * 1000))
     s0, t0 = await _server_cpu(client), time.process_time()
     for _ in range(rate_limit_requests):
         await limiter.over(subjects, int(time.time() * 1000))
     t1, s1 = time.process_time(), await _server_cpu(client)
+    if link is not None:
+        await link.aclose()
     await client.aclose()
     return {
         "validate_us": min(validate), "store_client_us": min(write), "server_us": min(server),
@@ -102,13 +106,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--ids", choices=("repeat", "fresh"), default="repeat")
     p.add_argument("--rate-limit-requests", type=int, default=3000)
     p.add_argument("--templates", type=int, default=200, help="distinct batch bodies (x100 events)")
+    p.add_argument("--redis-py", action="store_true",
+                   help="store and rate limit through redis-py's client, not the pipelined connection")
     p.add_argument("--redis-url", help="use this server (it is FLUSHED) instead of a private one")
     args = p.parse_args(argv)
     bodies = bc.batch_templates(bc.realistic_events(args.templates * 100))
     with bc.redis_server(args.redis_url) as url:
         got = asyncio.run(measure(url, bodies, max(1, args.windows), args.window_batches, args.ids,
-                                  max(1, args.rate_limit_requests)))
+                                  max(1, args.rate_limit_requests), not args.redis_py))
     summary = {**bc.meta(args.windows), "statistic": "minimum over windows", "ids": args.ids,
+               "client": "redis-py" if args.redis_py else "pipelined",
                "window_events": args.window_batches * 100, **got}
     rows = [
         ("decode + validate + pseudonymise", got["validate_us"], "us per event"),

@@ -27,7 +27,6 @@ from typing import Any
 
 import msgspec
 import redis
-import redis.asyncio as aredis
 
 from scripts import bench_common as bc
 
@@ -138,15 +137,18 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
     from collector.privacy import Pseudonymizer
     from collector.store import EventStore, entry
     from collector.validate import Validator
+    from infra.connection import open_async
+    from infra.pipelined import Pipelined
     from schemas import keyspace
     from schemas.settings import Settings
 
     settings = Settings.from_env(bc.bench_env(url))
 
     async def core() -> tuple[list[dict[int, list[Any]]], float, int]:
-        client = aredis.Redis.from_url(url)
+        client = await open_async(url)  # as the collector opens it, with its pipelined connection
+        link = Pipelined.for_client(client)
         validator = Validator(settings, Pseudonymizer(client, settings))
-        store = EventStore(client, settings)
+        store = EventStore(client, settings, link)
         decoder = msgspec.json.Decoder(__import__("schemas.catalog", fromlist=["Batch"]).Batch)
         staged: list[dict[int, list[Any]]] = []
         n = 0
@@ -162,6 +164,8 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
             n += len(batch.events)
             i += 1
         elapsed = time.perf_counter() - t0
+        if link is not None:
+            await link.aclose()
         await client.aclose()
         return staged, elapsed, n
 

