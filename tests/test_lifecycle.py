@@ -213,7 +213,8 @@ def test_purge_dry_run_changes_nothing_then_archives_exactly_the_old_events(
     sent: list[dict[str, Any]] = []
     for age in ages:
         noon = day_start_ms(today - timedelta(days=age)) + 12 * HOUR
-        stamp = min(noon, int(time.time() * 1000) - HOUR) if age == 0 else noon
+        # today's: at most now - 1 h after the +-3 h spread below (the future margin is 300 s)
+        stamp = min(noon, int(time.time() * 1000) - 4 * HOUR) if age == 0 else noon
         sent += [make(f"v-{i % 7}", stamp + rng.randint(-3, 3) * HOUR, rng) for i in range(40)]
     cutoff = (today - timedelta(days=7)).isoformat()
     old = [ev for ev in sent if day_of_ms(ms(ev["ts_utc"])) < cutoff]
