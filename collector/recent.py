@@ -2,9 +2,11 @@
 
 A view of the newest entries of the shard streams (``keyspace.stream``), where ``append.lua``
 stores the events exactly as kept: pseudonymised, payloads reduced to the catalog's allow-list,
-duplicates never. No other copy of them is kept. Per shard at most ``DEBUG_BUFFER_SIZE`` events,
-newest first by arrival (entry ids, then the events of an entry from its last); events that
-arrived (``received``) more than ``DEBUG_BUFFER_TTL_SECONDS`` ago are not shown.
+duplicates never. No other copy of them is kept. The newest ``DEBUG_BUFFER_SIZE`` events of each
+shard count (by arrival: entry ids, then an entry's events from its last), except those that
+arrived (``received``) more than ``DEBUG_BUFFER_TTL_SECONDS`` ago; the answer holds the newest
+``limit`` of them (at most, and by default, the size), sorted by ``received``, so each shard is
+read for ``limit`` events at most.
 
 The work is bounded: each shard is read backwards with ``XREVRANGE`` in pages that grow from a
 few entries (one command per shard and page, in one pipeline per round: no cross-slot command on
