@@ -1,8 +1,10 @@
 """A data subject's rights: list one person's raw events, and erase them everywhere.
 
 ``find`` and ``erase`` look in every place raw events rest: the shard streams, late streams and
-dead-letter streams, the collector's dead-letter stream, the debug buffers and the archive. A
-person is found through ``aggregator.subjects`` (their raw id under every salt that still exists).
+dead-letter streams, the collector's dead-letter stream, the debug buffers left by older versions
+(the recent-events view now reads the shard streams, so erasing there takes it out of the view)
+and the archive. A person is found through ``aggregator.subjects`` (their raw id under every salt
+that still exists).
 Aggregates are left alone: they hold no identifier (HyperLogLog registers and counters), so an
 erased person still counts in the daily-active numbers of the days they were active, and cannot
 be taken out of them. Each erasure leaves an audit record (``keyspace.ERASURES``) with a keyed hash
@@ -56,7 +58,8 @@ def find(client: redis.Redis, settings: Settings, archive: Archive | None, raw_i
          start_ms: int | None = None, end_ms: int | None = None) -> dict[str, Any]:
     """``{"user_id", "pseudonyms", "count", "events"}``: each event once (by event id), with
     ``place`` where it was found first and ``places`` every place that holds it (a late event
-    rests in its shard stream and in the late stream; the debug buffer copies recent ones)."""
+    rests in its shard stream and in the late stream; an older version's debug buffer copied
+    recent ones)."""
     subj = subject(client, settings, raw_id)
     found: dict[str, dict[str, Any]] = {}
     used: set[str] = set()

@@ -2,7 +2,9 @@
 
 Places: each shard's event stream (read by the workers' consumer group), late stream and worker
 dead-letter stream (bodies of ``StoredEvent`` msgpack lists), the collector's dead-letter stream
-(one redacted rejection per entry) and each shard's debug buffer (a list of single events).
+(one redacted rejection per entry) and each shard's debug buffer (a list of single events, written
+by older versions only: the recent-events route now reads the streams, so a list left behind
+expires within ``DEBUG_BUFFER_TTL_SECONDS``; erasure still cleans it until then).
 ``rewrite`` removes chosen events from stream entries atomically per stream (``rewrite.lua``):
 an entry left with none is deleted, one with some kept is replaced by a new entry holding them,
 marked so that the workers never apply an event twice.
@@ -55,6 +57,7 @@ REJECTIONS = Place("rejections", keyspace.DEAD_LETTER)
 
 
 def buffers(settings: Settings) -> list[Place]:
+    """The debug-buffer lists older versions wrote (``keyspace.recent``), per shard."""
     return [Place("recent", keyspace.recent(s), s) for s in range(settings.stream_shards)]
 
 

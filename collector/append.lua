@@ -1,33 +1,28 @@
 -- Append one shard's share of a request atomically with its idempotency record.
--- KEYS[1] = the shard's stream; KEYS[2] = the shard's recent-events debug list;
--- KEYS[3..] = the dedup buckets this call touches: one set per hour of the events' own client
+-- KEYS[1] = the shard's stream;
+-- KEYS[2..] = the dedup buckets this call touches: one set per hour of the events' own client
 --            time (keyspace.dedup_bucket), holding the 16-byte ids seen in that hour. A resend
 --            carries the same client time, so it meets its first send in the same bucket.
 -- ARGV[1] = the buckets' minimum TTL (s): each write extends a bucket to at least this;
 -- ARGV[2] = MINID trim bound ('0' for none);
--- ARGV[3] = debug buffer size (0: off); ARGV[4] = debug buffer TTL (s);
--- ARGV[5] = per event, one byte: its bucket's position after KEYS[2] (1 = KEYS[3]);
--- ARGV[6] = the events' ids, 16 bytes each, concatenated in order;
--- ARGV[7] = the entry as it is stored when nothing is a duplicate: a msgpack array header
---           followed by the msgpack events; ARGV[8] = the events' byte lengths, comma-separated;
--- ARGV[9] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
+-- ARGV[3] = per event, one byte: its bucket's position after KEYS[1] (1 = KEYS[2]);
+-- ARGV[4] = the events' ids, 16 bytes each, concatenated in order;
+-- ARGV[5] = the entry as it is stored when nothing is a duplicate: a msgpack array header
+--           followed by the msgpack events; ARGV[6] = the events' byte lengths, comma-separated
+--           (read only when some event is a duplicate, to cut the kept ones out of ARGV[5]);
+-- ARGV[7] = '1' when the collector WAITs for replicas or the AOF after this call: a call that
 --           stores nothing (all duplicates) then re-sets a bucket's expiry unchanged, a write the
 --           WAIT can wait for, so a duplicate answer too means the first copy is as durable.
 -- One SMISMEMBER and one SADD per bucket instead of a marker key per event. Returns one flag per
 -- event: 1 stored, 0 duplicate (seen before, or earlier in this same call). The stream entry's
--- field `e` is a msgpack array of the kept events, so the workers decode it in one call.
+-- field `e` is a msgpack array of the kept events, so the workers decode it in one call; the
+-- collector's recent-events view reads the newest entries back (collector/recent.py), so no
+-- other copy of the events is kept.
 local ttl = tonumber(ARGV[1])
-local where = ARGV[5]
-local ids = ARGV[6]
-local blob = ARGV[7]
-local lens = {}
-local total = 0
-for l in string.gmatch(ARGV[8], '%d+') do
-  local n = tonumber(l)
-  lens[#lens + 1] = n
-  total = total + n
-end
-local count = #lens
+local where = ARGV[3]
+local ids = ARGV[4]
+local blob = ARGV[5]
+local count = #where
 -- the events of each bucket, in order
 local members, positions = {}, {}
 for i = 1, count do
@@ -43,7 +38,7 @@ local flags = {}
 local all = true
 local CHUNK = 4000  -- under Lua's unpack() limit
 for b, m in pairs(members) do
-  local key = KEYS[2 + b]
+  local key = KEYS[1 + b]
   local fresh, seen = {}, {}
   for start = 1, #m, CHUNK do
     local stop = math.min(start + CHUNK - 1, #m)
@@ -67,9 +62,15 @@ for b, m in pairs(members) do
     redis.call('EXPIRE', key, ttl)
   end
 end
-local size = tonumber(ARGV[3])
 local kept = {}
-if not all or size > 0 then
+if not all then  -- cut the kept events out of the blob: it ends with the events, in order
+  local lens = {}
+  local total = 0
+  for l in string.gmatch(ARGV[6], '%d+') do
+    local n = tonumber(l)
+    lens[#lens + 1] = n
+    total = total + n
+  end
   local pos = #blob - total + 1
   for i = 1, count do
     if flags[i] == 1 then
@@ -89,16 +90,9 @@ if n > 0 then
   else
     redis.call('XADD', KEYS[1], '*', 'n', n, 'e', body)
   end
-  -- the debug buffer sees only what was really stored, and at most its size per call
-  if size > 0 then
-    local first = math.max(1, n - size + 1)
-    redis.call('LPUSH', KEYS[2], unpack(kept, first, n))
-    redis.call('LTRIM', KEYS[2], 0, size - 1)
-    redis.call('EXPIRE', KEYS[2], ARGV[4])
-  end
 end
-if n == 0 and ARGV[9] == '1' then
-  local left = redis.call('PTTL', KEYS[3])
-  if left > 0 then redis.call('PEXPIRE', KEYS[3], left) end
+if n == 0 and ARGV[7] == '1' then
+  local left = redis.call('PTTL', KEYS[2])
+  if left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
 end
 return flags

@@ -20,7 +20,6 @@ from schemas.settings import Settings
 
 APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
 MAX_PER_ENTRY = 65_535  # array16 header in append.lua
-DEBUG_MAX = 1000  # Lua's unpack() takes a few thousand values at most
 
 # An accepted event ready for its shard's script: (event id as its 16 bytes, the msgpack
 # StoredEvent in its compact form, its dedup hour: the hour of the client's own event time,
@@ -106,8 +105,6 @@ class EventStore:
         self.wait_aof = settings.analytics_wait_aof
         self.durable = "1" if (self.wait_replicas or self.wait_aof) else "0"
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
-        self.debug_size = max(0, min(settings.debug_buffer_size, DEBUG_MAX))
-        self.debug_ttl = max(1, settings.debug_buffer_ttl_seconds)
 
     async def follow_settings(self) -> None:
         """Overlay the admin's run-time retention, re-read at most every ``REFRESH_S`` seconds."""
@@ -154,10 +151,9 @@ class EventStore:
                 # hour -> its bucket's position among the keys, in order of first appearance
                 slots = {h: i for i, h in enumerate(dict.fromkeys(hours), 1)}
                 where = bytes(map(slots.__getitem__, hours))
-                keys = [keyspace.stream(shard), keyspace.recent(shard),
-                        *(keyspace.dedup_bucket(shard, h) for h in slots)]
+                keys = [keyspace.stream(shard), *(keyspace.dedup_bucket(shard, h) for h in slots)]
                 calls.append((shard, len(keys), [
-                    *keys, ttl, minid, self.debug_size, self.debug_ttl, where, ids,
+                    *keys, ttl, minid, where, ids,
                     entry(bodies), ",".join(map(str, map(len, bodies))), self.durable,
                 ]))
         sha = self.append.sha

@@ -88,8 +88,10 @@ def session_rollup(day: str) -> str:
 def recent(shard: int) -> str:
     """List of the shard's last accepted events (msgpack StoredEvent, pseudonymised), newest first.
 
-    The collector's debug buffer: capped to ``DEBUG_BUFFER_SIZE`` and expiring after
-    ``DEBUG_BUFFER_TTL_SECONDS`` without writes.
+    The debug buffer of older versions, a copy of what the stream holds: no longer written (the
+    recent-events route reads the stream's newest entries, ``collector/recent.py``); one left by
+    an older version expires ``DEBUG_BUFFER_TTL_SECONDS`` after its last write. Until then
+    erasure still removes a person's events from it and the privacy report counts it.
     """
     return f"{PREFIX}:{tag(shard)}:recent"
 

@@ -75,7 +75,9 @@ class Settings:
     backpressure_max_memory_bytes: int = 0  # 0: only the percentage of maxmemory applies
     backpressure_memory_percent: int = 90  # of Redis maxmemory, when maxmemory is set
     backpressure_check_ms: int = 1000  # each process probes Redis at most this often
-    debug_buffer_size: int = 100  # recent accepted events kept per shard (0: off)
+    # the recent-events view (collector/recent.py): the newest stored events it shows per shard
+    # (0: off), read from the shard streams, and how long ago (s) a shown event may have arrived
+    debug_buffer_size: int = 100
     debug_buffer_ttl_seconds: int = 3600
     deadletter_maxlen: int = 100_000
     # HTTP limits of both servers, per connection (infra/http_limits.py)

@@ -4,18 +4,22 @@ recent-events debug buffer, on a real server."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
+import msgspec
+import pytest
 import redis
 from starlette.testclient import TestClient
 
 from collector.app import create_app
 from infra import tokens
 from schemas import keyspace
+from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, StoredEvent
 from schemas.settings import Settings
 from tests import services
-from tests.conftest import JWT_SECRET, WRITE_KEY
+from tests.conftest import BACKENDS, JWT_SECRET, WRITE_KEY
 from tests.test_collector_support import HEADERS, ROUTE, batch, client, event, stored
 
 OTHER_KEY = "other-key"
@@ -158,13 +162,71 @@ def test_debug_buffer_keeps_the_last_events_pseudonymised_for_admins(env, r, rng
         anonymous = c.get(route)
         limited = c.get(route + "?limit=1", headers={"Authorization": f"Bearer {admin}"})
     assert forbidden.status_code == 403 and anonymous.status_code == 401
+    assert shown.json()["ttl_seconds"] == 120
     got = shown.json()["events"]
     assert [e["event_id"] for e in got] == [
         uuid.UUID(ev["event_id"]).hex for ev in reversed(events[2:])]
     raw_ids = {ev["anon_village_id"] for ev in events}
     assert all(e["village"] not in raw_ids and len(e["village"]) == 24 for e in got)
     assert all(e["server_received_ts"] == e["received"] for e in got)
-    assert len(limited.json()["events"]) == 1
-    ttl = r.ttl(keyspace.recent(0))
-    assert 0 < ttl <= 120
-    assert r.llen(keyspace.recent(0)) == 3
+    assert limited.json()["events"] == got[:1]
+    # a view of the stream: no copy of the events is kept anywhere else
+    assert not r.exists(keyspace.recent(0))
+    with client(env, **{**over, "DEBUG_BUFFER_SIZE": "0"}) as c:  # off
+        off = c.get(route, headers={"Authorization": f"Bearer {admin}"})
+    assert off.status_code == 200 and off.json()["events"] == []
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_debug_view_shows_each_stored_event_once_and_none_past_its_ttl(env, r, rng):
+    """The view reads the shard streams' newest entries (one XREVRANGE per shard, so on a cluster
+    too): a resend, or an event twice in one request, shows once; events that arrived more than
+    DEBUG_BUFFER_TTL_SECONDS ago do not show; across shards, newest first."""
+    over = {"DEBUG_BUFFER_SIZE": "50", "DEBUG_BUFFER_TTL_SECONDS": "60", "STREAM_SHARDS": "4"}
+    shards = 4
+    admin = {"Authorization": f"Bearer {tokens.issue(JWT_SECRET, 'admin')}"}
+    route = "/internal/analytics/debug/recent-events"
+    earlier = [event(rng) for _ in range(12)]
+    with client(env, **over) as c:
+        assert c.post(ROUTE, headers=HEADERS, content=json.dumps(batch(earlier))).status_code == 202
+    # those arrived two minutes ago: their entries moved back in time (ids and received alike);
+    # their dedup records stay, so a resend of them is still a duplicate
+    now = int(time.time() * 1000)
+    back = 120_000
+    old: list[StoredEvent] = []
+    for shard in range(shards):
+        key = keyspace.stream(shard)
+        entries = r.xrange(key)
+        r.delete(key)
+        for i, (_, fields) in enumerate(entries):
+            evs = [msgspec.structs.replace(e, received=e.received - back)
+                   for e in STORED_LIST_DECODER.decode(fields[b"e"])]
+            r.xadd(key, {"n": len(evs), "e": STORED_ENCODER.encode(evs)}, id=f"{now - back + i}-0")
+            old += evs
+    assert len(old) == len(earlier)
+    # an entry appended now holding an event that arrived earlier (as an erasure's rewrite of an
+    # entry is): shown by its own arrival, so not either
+    rewritten = msgspec.structs.replace(old[0], event_id=uuid.uuid4().hex)
+    r.xadd(keyspace.stream(0), {"n": 1, "e": STORED_ENCODER.encode([rewritten])})
+
+    fresh = [event(rng) for _ in range(10)]
+    with client(env, **over) as c:
+        # new events with a resend of two earlier ones, and one of the new ones twice
+        first = c.post(ROUTE, headers=HEADERS,
+                       content=json.dumps(batch(fresh[:6] + earlier[:2] + [fresh[0]]))).json()
+        assert first["accepted"] == 6 and first["duplicates"] == 3, first
+        for ev in fresh[6:]:
+            c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([ev])))
+        again = c.post(ROUTE, headers=HEADERS, content=json.dumps(batch(fresh))).json()
+        assert again["accepted"] == 0 and again["duplicates"] == len(fresh), again
+        shown = c.get(route, headers=admin).json()["events"]
+        limited = c.get(route + "?limit=3", headers=admin).json()["events"]
+    with client(env, **{**over, "DEBUG_BUFFER_SIZE": "2"}) as c:
+        capped = c.get(route, headers=admin).json()["events"]
+    hexed = [uuid.UUID(ev["event_id"]).hex for ev in fresh]
+    ids = [e["event_id"] for e in shown]
+    assert sorted(ids) == sorted(hexed)  # each stored event once; no duplicate, none past the TTL
+    received = [e["received"] for e in shown]
+    assert received == sorted(received, reverse=True) and min(received) >= now
+    assert limited == shown[:3]
+    assert capped == shown[:2]  # the size also caps the answer (and the limit)

@@ -25,7 +25,7 @@ from aggregator import places, purge
 from aggregator.archive import Archive
 from infra import tokens
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER
+from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, compact
 from schemas.days import DAY_MS, day_of_ms, day_start_ms
 from schemas.settings import Settings
 from scripts.simulate import batch, event
@@ -107,6 +107,7 @@ def counters(r: redis.Redis) -> dict[bytes, Any]:
 def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
     env: dict[str, str], r: redis.Redis, rng: random.Random
 ) -> None:
+    env = {**env, "DEBUG_BUFFER_SIZE": "500"}  # the debug view shows every live event
     settings = Settings.from_env(env)
     now = int(time.time() * 1000)
     alice, bob = "alice-7f3a", "bob-91c2"
@@ -131,6 +132,19 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
         send(collector.url, live, {"X-Write-Key": WRITE_KEY}, "/api/analytics/events")
         services.wait_drained(r, settings)
         before_counts = counters(r)
+        # the debug buffer an older version kept beside the streams (a copy of the newest events):
+        # no longer written, but erasure still cleans it until it expires
+        for shard in range(settings.stream_shards):
+            bodies = [STORED_ENCODER.encode(compact(ev)) for _, fields in r.xrange(keyspace.stream(shard))
+                      for ev in STORED_LIST_DECODER.decode(fields[b"e"])]
+            r.lpush(keyspace.recent(shard), *bodies[-settings.debug_buffer_size:])
+            r.expire(keyspace.recent(shard), settings.debug_buffer_ttl_seconds)
+
+        def recent_view() -> str:  # the collector's view of the newest stored events
+            with httpx.Client(base_url=collector.url, timeout=30) as c:
+                resp = c.get("/internal/analytics/debug/recent-events", headers=ADMIN)
+                assert resp.status_code == 200, resp.text
+                return json.dumps(resp.json()["events"])
 
         with httpx.Client(base_url=kpi.url, timeout=60) as api:
             for method, path in [("GET", f"/internal/analytics/users/{alice}/events"),
@@ -160,6 +174,7 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
 
             # the scans below find them while they are there
             assert all(p.encode() in repr(redis_dump(r)).encode() for p in pseudonyms)
+            assert any(p in recent_view() for p in pseudonyms)
             assert any(p in repr(archive_rows(env["ANALYTICS_ARCHIVE_URL"])) for p in pseudonyms)
 
             gone = api.delete(f"/internal/analytics/users/{alice}", headers=ADMIN)
@@ -177,6 +192,7 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
             # no pseudonym of Alice's in any Redis key or value, nor in any archive row
             dump = repr(redis_dump(r)).encode()
             assert not [p for p in pseudonyms if p.encode() in dump]
+            assert not [p for p in pseudonyms if p in recent_view()]
             rows = archive_rows(env["ANALYTICS_ARCHIVE_URL"]) + archive_rows(
                 env["ANALYTICS_ARCHIVE_URL"], "rejections")
             assert rows and not [p for p in pseudonyms if p in repr(rows)]
@@ -348,6 +364,8 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
             report = api.get("/internal/analytics/privacy-report", headers=STAFF).json()
             assert report["opt_outs"]["total"] == 1 and report["opt_outs"]["dnt"] == 1
             assert report["at_rest"]["archive_rows"]["events"] == len(old)
+            # the debug view keeps no copy of the events it shows (older versions kept one a shard)
+            assert report["at_rest"]["debug_buffer_events"] == 0
             assert report["salt_epochs"] and report["salt_epochs"][0]["deleted_on_day"]
             page = api.get("/dashboard/privacy")
             assert page.status_code == 200 and "privacy.js" in page.text
