@@ -47,12 +47,31 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Write-Key"] = os.getenv("BENCH_KEY")
 local counter = 0
+-- each body's whole request, cut at its event-id placeholders once (the first call of each
+-- thread): a request is then one table.concat in C, not a gsub over ~34 KB plus wrk.format
+local templates = nil
+local function cut(req)
+  local parts, start = {}, 1
+  while true do
+    local s, e = string.find(req, "@@@@@@@@", start, true)
+    if s == nil then
+      parts[#parts + 1] = string.sub(req, start)
+      return parts
+    end
+    parts[#parts + 1] = string.sub(req, start, s - 1)
+    start = e + 1
+  end
+end
 function request()
+  if templates == nil then
+    templates = {}
+    for i, b in ipairs(bodies) do
+      templates[i] = cut(wrk.format(nil, "/api/analytics/events", nil, b))
+    end
+  end
   counter = counter + 1
-  local b = bodies[(counter % #bodies) + 1]
   local prefix = string.format("%02x%06x", (salt + tid) % 256, counter % 16777216)
-  b = string.gsub(b, "@@@@@@@@", prefix)
-  return wrk.format(nil, "/api/analytics/events", nil, b)
+  return table.concat(templates[(counter % #templates) + 1], prefix)
 end
 bad = 0
 function response(status, headers, body)
