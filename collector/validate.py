@@ -32,6 +32,7 @@ from schemas.settings import Settings
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, TooDeep)
 _NO_PAYLOAD: dict[str, object] = {}
+_PLAIN, _ABSENT, _BUILTINS = object(), object(), object()  # how the batch path stores a payload
 
 def _located(index: int, exc: Exception) -> str:
     if isinstance(exc, RecursionError | TooDeep):
@@ -96,6 +97,15 @@ class Validator:
                 if f.name == "payload" and isinstance(f.type, type)
             }
             self.plain_payloads = frozenset(t for t in payloads if batch_decoder.plain_payload(t))
+        # per tagged struct, what the batch loop needs of its kind, in one tuple: (pattern values,
+        # the value combinations already checked, the Kind, name, version, is a session end,
+        # how its payload is stored: _PLAIN as decoded, _ABSENT none, else via to_builtins)
+        self._shapes: dict[type, tuple[Any, ...]] = {}
+        for struct, kind in self.batch_kinds.items():
+            payload = next((f.type for f in msgspec.structs.fields(struct) if f.name == "payload"), None)
+            mode = _ABSENT if payload is None else _PLAIN if payload in self.plain_payloads else _BUILTINS
+            self._shapes[struct] = (kind.values, kind.checked, kind, *kind.key,
+                                    kind.key[0] == "session_end", mode)
         # salt -> raw village -> (pseudonym, shard); salt -> session UUID int -> pseudonym
         self._villages: dict[bytes, dict[str, tuple[str, int]]] = {}
         self._sessions: dict[bytes, dict[int, str]] = {}
@@ -156,11 +166,10 @@ class Validator:
             return None
         if len(events) != len(raw_events):  # cannot happen: each Raw is one JSON value
             return None
-        kinds = self.batch_kinds
+        shapes = self._shapes
         limit = received_ms + s.future_margin_seconds * 1000
         pseudo = self.pseudo
         period, grace = pseudo.period_ms, pseudo.session_grace_ms
-        plain = self.plain_payloads
         salts: dict[int, bytes] = {}  # this batch's, so no eviction can drop one mid-batch
         digest = pseudo.digest
         shards = s.stream_shards
@@ -168,19 +177,22 @@ class Validator:
         encode = STORED_ENCODER.encode
         to_builtins = msgspec.to_builtins
         Ext = msgspec.msgpack.Ext
-        by_shard: dict[int, list[Encoded]] = {}
+        buckets: list[list[Encoded]] = [[] for _ in range(shards)]
         late: dict[int, list[int]] = {}
         oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
         bucket_ms = keyspace.DEDUP_BUCKET_MS
+        original = None if skew_ms == 0 else True  # True: ts_original goes in the row
+        plain_tail = not historical and client is None
         future: list[int] = []
-        last_salt = b""
+        last_epoch = -1
+        salt = b""
         villages: dict[str, tuple[str, int]] = {}
         sessions: dict[int, str] = {}
         grown = 0
         for index, ev in enumerate(events):
-            kind = kinds[type(ev)]
-            values = kind.values(ev)
-            if values not in kind.checked and not kind.admit(values):
+            values, checked, kind, name, version, session_end, payload_mode = shapes[type(ev)]
+            values = values(ev)
+            if values not in checked and not kind.admit(values):
                 return None  # a pattern the catalog decode would have refused
             ts_utc = ev.ts_utc
             ts_original = (ts_utc - EPOCH) // MS  # to_ms, inlined
@@ -188,14 +200,13 @@ class Validator:
             if ts > limit:  # rejected: the per-event path words it, below
                 future.append(index)
                 continue
-            name, version = kind.key
             epoch = ts // period
-            salt = salts.get(epoch)
-            if salt is None:
-                salt = salts[epoch] = await pseudo.salt(epoch, received_ms)
-            if salt is not last_salt:
+            if epoch != last_epoch:
+                salt = salts.get(epoch)  # type: ignore[assignment]
+                if salt is None:
+                    salt = salts[epoch] = await pseudo.salt(epoch, received_ms)
                 villages, sessions = self._memos(salt)
-                last_salt = salt
+                last_epoch = epoch
             raw_village = ev.anon_village_id
             found = villages.get(raw_village)
             if found is None:
@@ -203,23 +214,24 @@ class Validator:
                     digest(salt, raw_village), zlib.crc32(raw_village.encode()) % shards,
                 )
                 grown += 1
-            village, shard = found
             session = session_alt = None
             sid = ev.session_id
             if sid is not None:
-                sid_int = sid.int
-                session = sessions.get(sid_int)
+                session = sessions.get(sid.int)
                 if session is None:
-                    session = sessions[sid_int] = digest(salt, str(sid))
+                    session = sessions[sid.int] = digest(salt, str(sid))
                     grown += 1
-                if name == "session_end" and epoch and ts - epoch * period < grace:
+                if session_end and epoch and ts - epoch * period < grace:
                     previous = salts.get(epoch - 1)
                     if previous is None:
                         previous = salts[epoch - 1] = await pseudo.salt(epoch - 1, received_ms)
                     session_alt = digest(previous, str(sid))
-            payload = getattr(ev, "payload", _NO_PAYLOAD)
-            if type(payload) not in plain:  # encodes unlike its builtins, or has hashed fields
-                payload = to_builtins(payload)
+            if payload_mode is _PLAIN:
+                payload = ev.payload
+            elif payload_mode is _ABSENT:
+                payload = _NO_PAYLOAD
+            else:  # encodes unlike its builtins, or has hashed fields
+                payload = to_builtins(ev.payload)
                 if treated:
                     self._treat(payload, salt)
             client_ts = ev.client_ts
@@ -231,26 +243,24 @@ class Validator:
                     client_ts = True if client_ms == ts_original else client_ms
             eid = ev.event_id.int.to_bytes(16, "big")
             row: tuple[Any, ...] = (
-                Ext(EVENT_ID_EXT, eid), name, version, ts,
-                None if skew_ms == 0 else ts_original, received_ms, village, ev.app_version,
-                ev.platform, session, session_alt, client_ts, payload,
+                Ext(EVENT_ID_EXT, eid), name, version, ts, original and ts_original, received_ms,
+                found[0], ev.app_version, ev.platform, session, session_alt, client_ts, payload,
             )
-            user, anonymous = ev.user_id, ev.anonymous_id
-            if user is not None or anonymous is not None or client is not None:
-                if user is not None:
-                    user = pseudo.memoised(salt, user)
-                if anonymous is not None:
-                    anonymous = pseudo.memoised(salt, anonymous)
-                row += extras(historical, user, anonymous, client)
-            elif historical:
-                row += (True,)
-            item = (eid, encode(row), ts_original // bucket_ms)  # store.Encoded
-            bucket = by_shard.get(shard)
-            if bucket is None:
-                bucket = by_shard[shard] = []
+            if not plain_tail or ev.user_id is not None or ev.anonymous_id is not None:
+                user, anonymous = ev.user_id, ev.anonymous_id
+                if user is not None or anonymous is not None or client is not None:
+                    if user is not None:
+                        user = pseudo.memoised(salt, user)
+                    if anonymous is not None:
+                        anonymous = pseudo.memoised(salt, anonymous)
+                    row += extras(historical, user, anonymous, client)
+                elif historical:
+                    row += (True,)
+            bucket = buckets[found[1]]
             if ts < oldest:
-                late.setdefault(shard, []).append(len(bucket))
-            bucket.append(item)
+                late.setdefault(found[1], []).append(len(bucket))
+            bucket.append((eid, encode(row), ts_original // bucket_ms))  # store.Encoded
+        by_shard = {shard: bucket for shard, bucket in enumerate(buckets) if bucket}
         self._grew(grown)
         out = Outcome(by_shard=by_shard, late=late)
         # the per-event path words the future events' rejections (the same check rejects them)

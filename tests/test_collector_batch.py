@@ -69,7 +69,7 @@ def _validators(settings: Settings) -> tuple[Validator, Validator]:
 
 
 def _view(out: Outcome) -> tuple[Any, Any]:
-    return out.by_shard, [msgspec.to_builtins(r) for r in out.rejections]
+    return out.by_shard, out.late, [msgspec.to_builtins(r) for r in out.rejections]
 
 
 def test_batch_path_matches_per_event_path(rng: random.Random) -> None:
