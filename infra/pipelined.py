@@ -43,6 +43,11 @@ class _Protocol(asyncio.Protocol):
         self.link = link
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
+        # (future, replies so far, replies expected, sent at) per call in flight on this
+        # connection, in order: a connection's own, so losing it fails only its own calls
+        self.waiting: collections.deque[tuple[asyncio.Future[list[Any]], list[Any], int, float]] = (
+            collections.deque()
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -50,7 +55,7 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         reader = self.reader
         reader.feed(data)
-        waiting = self.link._waiting
+        waiting = self.waiting
         while waiting:
             reply = reader.gets()
             if reply is False:
@@ -77,10 +82,6 @@ class Pipelined:
         self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
-        # (future, replies so far, replies expected, sent at) per call in flight, in order
-        self._waiting: collections.deque[tuple[asyncio.Future[list[Any]], list[Any], int, float]] = (
-            collections.deque()
-        )
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -126,7 +127,7 @@ class Pipelined:
         pack = hiredis.pack_command
         data = b"".join([pack(c) for c in commands]) if len(commands) > 1 else pack(commands[0])
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((future, [], len(commands), time.monotonic()))
+        protocol.waiting.append((future, [], len(commands), time.monotonic()))
         transport.write(data)
         if self._watchdog is None:
             self._arm()
@@ -169,13 +170,13 @@ class Pipelined:
     def _check(self) -> None:
         """Close a connection whose oldest reply is overdue (its successors could not be matched)."""
         self._watchdog = None
-        if not self._waiting:
+        protocol = self._protocol
+        if protocol is None or not protocol.waiting:
             return
-        if time.monotonic() - self._waiting[0][3] > self.timeout_s:
-            protocol = self._protocol
+        if time.monotonic() - protocol.waiting[0][3] > self.timeout_s:
             self._protocol = None
-            self._fail(redis.TimeoutError(f"no reply from the store within {self.timeout_s} s"))
-            if protocol is not None and protocol.transport is not None:
+            _fail(protocol, redis.TimeoutError(f"no reply from the store within {self.timeout_s} s"))
+            if protocol.transport is not None:
                 protocol.transport.abort()
             return
         self._arm()
@@ -183,21 +184,24 @@ class Pipelined:
     def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
         if self._protocol is protocol:
             self._protocol = None
-        self._fail(redis.ConnectionError(f"connection to the store lost: {exc or 'closed'}"))
-
-    def _fail(self, error: redis.RedisError) -> None:
-        while self._waiting:
-            future = self._waiting.popleft()[0]
-            if not future.done():
-                future.set_exception(error)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        _fail(protocol, redis.ConnectionError(f"connection to the store lost: {exc or 'closed'}"))
 
     async def aclose(self) -> None:
         self._closed = True
         protocol, self._protocol = self._protocol, None
-        self._fail(redis.ConnectionError("the pipelined connection is closed"))
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.close()
-            await asyncio.sleep(0)  # let the transport finish closing
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if protocol is not None:
+            _fail(protocol, redis.ConnectionError("the pipelined connection is closed"))
+            if protocol.transport is not None:
+                protocol.transport.close()
+                await asyncio.sleep(0)  # let the transport finish closing
+
+
+def _fail(protocol: _Protocol, error: redis.RedisError) -> None:
+    """Fail every call in flight on this connection (their replies can no longer be matched)."""
+    while protocol.waiting:
+        future = protocol.waiting.popleft()[0]
+        if not future.done():
+            future.set_exception(error)

