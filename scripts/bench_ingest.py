@@ -2,7 +2,7 @@
 
     python -m scripts.bench_ingest [--runs 3] [--seconds 10] [--connections 16] [--profile DIR]
 
-Batches of 100 realistic seed-003 events (scripts.simulate, every event id distinct: each request
+Batches of ``--batch-events`` (100) realistic seed-003 events (scripts.simulate, every event id distinct: each request
 stamps fresh id digits, so nothing is deduplicated away) are POSTed by wrk with a Lua body
 generator (or, without wrk, by ``scripts.bench_loadgen`` processes). Peak = median of ``--runs``
 closed-loop runs. Latency p50/p99 is then measured open-loop at 50 % of that peak (requests
@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seconds", type=float, default=10.0, help="per peak run")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--ceiling-seconds", type=float, default=6.0, help="split over --runs windows")
-    p.add_argument("--templates", type=int, default=200, help="distinct batch bodies (x100 events)")
+    p.add_argument("--templates", type=int, default=200, help="distinct batch bodies")
+    p.add_argument("--batch-events", type=int, default=100,
+                   help="events per request (the HTTP and per-request costs are shared by them)")
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--loadgen", choices=("auto", "wrk", "asyncio"), default="auto")
@@ -233,8 +235,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
     tmp = tempfile.mkdtemp(prefix="bench-ingest-")
-    events = bc.realistic_events(args.templates * 100)
-    bodies = bc.batch_templates(events)
+    per = args.batch_events
+    events = bc.realistic_events(args.templates * per)
+    bodies = bc.batch_templates(events, per)
     bodies_path = os.path.join(tmp, "bodies.jsonl")
     with open(bodies_path, "wb") as f:
         f.write(b"\n".join(bodies) + b"\n")
@@ -264,19 +267,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 res["collector_cpu_s"] = bc.cpu_seconds(svc.pid) - c0
                 res["server_cpu_s"] = bc.cpu_seconds(server_pid) - s0
                 res["stored"] = stored_events(r)
-                res["eps"] = res["ok"] * 100 / res["seconds"]
+                res["eps"] = res["ok"] * per / res["seconds"]
                 peaks.append(res)
                 print(f"peak run {run + 1}: {res['eps']:,.0f} events/s "
-                      f"(stored {res['stored']:,} of {res['ok'] * 100:,} sent)", flush=True)
+                      f"(stored {res['stored']:,} of {res['ok'] * per:,} sent)", flush=True)
             peak_eps = bc.median([x["eps"] for x in peaks])
-            half_rps = peak_eps / 2 / 100
+            half_rps = peak_eps / 2 / per
             for run in range(args.runs):
                 r.flushdb()
                 res = run_loadgen(svc.port or 0, bodies_path, "open", args.latency_seconds, 1, 4,
                                   half_rps, 100 + run)
-                res["eps"] = res["ok"] * 100 / res["seconds"]
+                res["eps"] = res["ok"] * per / res["seconds"]
                 lats.append(res)
-                print(f"latency run {run + 1} at {half_rps * 100:,.0f} events/s: "
+                print(f"latency run {run + 1} at {half_rps * per:,.0f} events/s: "
                       f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms", flush=True)
             if args.profile:
                 os.makedirs(args.profile, exist_ok=True)
@@ -298,33 +301,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "connections": args.connections,
         "collector_workers": args.collector_workers,
         "server": args.server,
-        "batch_events": 100,
+        "batch_events": per,
         "peak_eps": peak_eps,
         "peak_runs_eps": [round(x["eps"]) for x in peaks],
         "collector_cpu_per_s": med("collector_cpu_s", peaks) / med("seconds", peaks),
         "server_cpu_per_s": med("server_cpu_s", peaks) / med("seconds", peaks),
         "loadgen_cpu_per_s": med("loadgen_cpu_s", peaks) / med("seconds", peaks),
         "errors": sum(x["errors"] for x in peaks + lats),
-        "all_stored": all(x["stored"] >= x["ok"] * 100 for x in peaks),
-        "half_rate_eps": half_rps * 100,
+        "all_stored": all(x["stored"] >= x["ok"] * per for x in peaks),
+        "half_rate_eps": half_rps * per,
         "half_rate_p50_ms": med("p50_ms", lats),
         "half_rate_p99_ms": med("p99_ms", lats),
         "ceiling_eps": ceil["raw_xadd_eps"],
         "ratio": peak_eps / ceil["raw_xadd_eps"],
         "core_no_http_eps": ceil["core_no_http_eps"],
-        "target_eps": 100_000,
-        "target_p99_ms": 25,
+        "target_eps": 150_000,  # issue 16 (issue 6 asked 100,000 and p99 < 25 ms)
+        "target_p99_ms": 15,
         "profile": prof or None,
     }
+    for who in ("collector", "server", "loadgen"):  # CPU per event of each process, at the peak
+        summary[f"{who}_us_per_event"] = summary[f"{who}_cpu_per_s"] / peak_eps * 1e6
     rows = [
-        ("ingest peak (HTTP collector)", summary["peak_eps"], summary["ceiling_eps"], summary["ratio"], ">= 100,000"),
+        ("ingest peak (HTTP collector)", summary["peak_eps"], summary["ceiling_eps"], summary["ratio"], ">= 150,000"),
         ("collector code, no HTTP (1 proc)", summary["core_no_http_eps"], summary["ceiling_eps"],
          summary["core_no_http_eps"] / summary["ceiling_eps"], ""),
         ("p50 ms at 50% of peak", summary["half_rate_p50_ms"], "", "", ""),
-        ("p99 ms at 50% of peak", summary["half_rate_p99_ms"], "", "", "< 25"),
+        ("p99 ms at 50% of peak", summary["half_rate_p99_ms"], "", "", "< 15"),
         ("CPU cores used: collector/server/loadgen",
          f"{summary['collector_cpu_per_s']:.2f}/{summary['server_cpu_per_s']:.2f}/{summary['loadgen_cpu_per_s']:.2f}",
          "", "", ""),
+        ("CPU us per event: collector/server/loadgen",
+         f"{summary['collector_us_per_event']:.2f}/{summary['server_us_per_event']:.2f}/"
+         f"{summary['loadgen_us_per_event']:.2f}", "", "", ""),
     ]
     bc.emit("ingest", summary, rows, ("figure", "value (events/s)", "ceiling", "ratio", "target"))
     if prof:
