@@ -43,6 +43,7 @@ class _Protocol(asyncio.Protocol):
         self.link = link
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
+        self.lost = False
         # (future, replies so far, replies expected, sent at) per call in flight on this
         # connection, in order: a connection's own, so losing it fails only its own calls
         self.waiting: collections.deque[tuple[asyncio.Future[list[Any]], list[Any], int, float]] = (
@@ -68,6 +69,7 @@ class _Protocol(asyncio.Protocol):
                     future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True  # before the link is told: a connect still under way must not keep it
         self.link._lost(self, exc)
 
 
@@ -155,12 +157,23 @@ class Pipelined:
                 setup.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
             if self.db:
                 setup.append(("SELECT", self.db))
-            if setup:
-                replies = await self._send(protocol, setup)
-                failed = next((r for r in replies if isinstance(r, Exception)), None)
-                if failed is not None:
-                    transport.close()
-                    raise failed
+            try:
+                if setup:  # not under the watchdog (it watches the connection in use): timed here
+                    try:
+                        replies = await asyncio.wait_for(self._send(protocol, setup), self.timeout_s)
+                    except asyncio.TimeoutError as exc:
+                        raise redis.TimeoutError(
+                            f"no reply from the store within {self.timeout_s} s") from exc
+                    failed = next((r for r in replies if isinstance(r, Exception)), None)
+                    if failed is not None:
+                        raise failed
+                # closed by the other side before this resumed (its connection_lost already ran,
+                # so nothing would ever unset it): never the connection in use
+                if protocol.lost or transport.is_closing():
+                    raise redis.ConnectionError("connection to the store lost: closed while connecting")
+            except BaseException:  # an error reply, a timeout, a loss, a cancelled caller
+                transport.abort()
+                raise
             self._protocol = protocol
             return protocol
 

