@@ -197,3 +197,42 @@ def test_a_call_cancelled_during_setup_leaves_no_connection(server: ValkeyServer
             await admin.aclose()
 
     asyncio.run(go())
+
+
+# --- a Redis restart under the collector (passes: recorded as checked) -------------------------
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_the_collector_answers_after_a_redis_restart(env: dict[str, str], pipelined: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from starlette.testclient import TestClient
+
+    from collector.app import create_app
+    from tests import services
+    from tests.conftest import WRITE_KEY
+    from scripts.simulate import batch
+
+    if not pipelined:
+        monkeypatch.setattr(Pipelined, "for_client", classmethod(lambda cls, client: None))
+    port = services.free_port()
+    server = ValkeyServer(port=port, save="", appendonly="no")
+    server.start()
+    settings = Settings.from_env({**env, "REDIS_URL": server.connection_url, "RATE_LIMIT_PER_MINUTE": "1000"})
+    now = int(time.time() * 1000)
+    events = generate(20, 5, now - 3_600_000, now, 11)
+    headers = {"X-Write-Key": WRITE_KEY}
+    try:
+        with TestClient(create_app(settings)) as c:
+            post = lambda part: c.post("/api/analytics/events", json=batch(part), headers=headers)  # noqa: E731
+            assert post(events[:5]).status_code == 202
+            server.stop()
+            down = post(events[5:10])
+            assert down.status_code == 503, down.text
+            server = ValkeyServer(port=port, save="", appendonly="no")  # same address, no scripts
+            server.start()
+            first = post(events[10:15])
+            assert first.status_code == 202, first.text
+            assert first.json()["accepted"] == 5
+    finally:
+        server.stop()
