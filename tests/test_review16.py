@@ -190,8 +190,31 @@ def test_a_call_cancelled_during_setup_leaves_no_connection(server: ValkeyServer
             with pytest.raises(asyncio.CancelledError):
                 await call
             await asyncio.sleep(0.8)  # the pause is over
-            assert len(await admin.client_list()) == before
             assert await link.call("PING") == b"PONG"
+            assert len(await admin.client_list()) == before + 1  # the link's one connection, no other
+        finally:
+            await link.aclose()
+            await admin.aclose()
+
+    asyncio.run(go())
+
+
+def test_callers_waiting_for_a_failing_connect_share_its_failure(server: ValkeyServer) -> None:
+    """Concurrent calls while no connection can be made: one attempt, its error for all of them,
+    not one attempt after another (the k-th caller waited k timeouts, unbounded under load)."""
+    url = server.connection_url
+
+    async def go() -> None:
+        admin = aredis.Redis.from_url(url)
+        link = Pipelined(*_address(url), db=1, timeout_s=0.3)
+        try:
+            before = int((await admin.info("stats"))["total_connections_received"])
+            await admin.execute_command("CLIENT", "PAUSE", 2500, "ALL")  # no SELECT answered
+            outcomes = await asyncio.gather(*(link.call("PING") for _ in range(5)), return_exceptions=True)
+            assert all(isinstance(o, redis.TimeoutError) for o in outcomes), outcomes
+            await asyncio.sleep(1.2)  # the pause is over
+            after = int((await admin.info("stats"))["total_connections_received"])
+            assert after - before == 1  # one connect attempt for the five calls
         finally:
             await link.aclose()
             await admin.aclose()
