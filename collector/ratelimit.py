@@ -55,7 +55,7 @@ class RateLimiter:
         else:
             try:  # EVALSHA straight away; a server without the script gets it loaded once
                 if self.link is not None:
-                    counts = await self.link.call("EVALSHA", self.count.sha, len(keys), *keys, WINDOW_TTL_S)
+                    counts = await self._counted(keys)
                 else:
                     counts = await self.redis.evalsha(self.count.sha, len(keys), *keys, WINDOW_TTL_S)
             except NoScriptError:
@@ -63,3 +63,15 @@ class RateLimiter:
         if any(int(count) > self.limit for count in counts):
             return max(1, 60 - into)
         return None
+
+    async def _counted(self, keys: list[str]) -> list[int]:
+        """The count script on the pipelined connection; a server without it (restarted) gets it
+        loaded on that same connection, which just answered, not on an idle pooled one that
+        may still be the old server's."""
+        assert self.link is not None
+        args = ("EVALSHA", self.count.sha, len(keys), *keys, WINDOW_TTL_S)
+        try:
+            return await self.link.call(*args)
+        except NoScriptError:
+            await self.link.call("SCRIPT", "LOAD", COUNT_LUA)
+            return await self.link.call(*args)

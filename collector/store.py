@@ -166,7 +166,10 @@ class EventStore:
         results = await self._execute(sha, calls, waits, rejections)
         missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
         if missing:
-            await self.redis.script_load(APPEND_LUA)
+            if self.link is not None and not waits:  # the connection that just answered NOSCRIPT
+                await self.link.call("SCRIPT", "LOAD", APPEND_LUA)
+            else:
+                await self.redis.script_load(APPEND_LUA)
             retried = [calls[i] for i in missing]
             retried_waits = self._waits(retried)
             again = await self._execute(sha, retried, retried_waits)

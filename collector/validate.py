@@ -184,7 +184,7 @@ class Validator:
         original = None if skew_ms == 0 else True  # True: ts_original goes in the row
         plain_tail = not historical and client is None
         future: list[int] = []
-        last_epoch = -1
+        last_epoch: int | None = None  # no epoch yet (-1 is one: times before 1970)
         salt = b""
         villages: dict[str, tuple[str, int]] = {}
         sessions: dict[int, str] = {}

@@ -43,6 +43,7 @@ class _Protocol(asyncio.Protocol):
         self.link = link
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
+        self.lost = False
         # (future, replies so far, replies expected, sent at) per call in flight on this
         # connection, in order: a connection's own, so losing it fails only its own calls
         self.waiting: collections.deque[tuple[asyncio.Future[list[Any]], list[Any], int, float]] = (
@@ -68,6 +69,7 @@ class _Protocol(asyncio.Protocol):
                     future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True  # before the link is told: a connect still under way must not keep it
         self.link._lost(self, exc)
 
 
@@ -81,7 +83,7 @@ class Pipelined:
         self.username, self.password = username, password
         self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._attempt: asyncio.Future[_Protocol] | None = None  # the connect under way
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -134,35 +136,59 @@ class Pipelined:
         return future
 
     async def _connect(self) -> _Protocol:
+        """The connection being made, one attempt for every caller that needs it: a failed
+        attempt fails them all at once (one after another, the k-th waited k timeouts); a
+        cancelled caller leaves the attempt to the others (it closes what it opened if unused)."""
         if self._closed:
             raise redis.ConnectionError("the pipelined connection is closed")
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._protocol is not None:
-                return self._protocol
-            loop = asyncio.get_running_loop()
-            try:
-                if self.path is not None:
-                    connect = loop.create_unix_connection(lambda: _Protocol(self), self.path)
-                else:
-                    connect = loop.create_connection(lambda: _Protocol(self), self.host, self.port)
-                transport, protocol = await asyncio.wait_for(connect, self.timeout_s)
-            except (OSError, asyncio.TimeoutError) as exc:
-                raise redis.ConnectionError(f"cannot connect to the store: {exc}") from exc
-            setup: list[tuple[Any, ...]] = []
-            if self.password is not None:
-                setup.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
-            if self.db:
-                setup.append(("SELECT", self.db))
-            if setup:
-                replies = await self._send(protocol, setup)
+        attempt = self._attempt
+        if attempt is None:
+            attempt = self._attempt = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._attempted)
+        return await asyncio.shield(attempt)
+
+    def _attempted(self, attempt: asyncio.Future[_Protocol]) -> None:
+        if self._attempt is attempt:
+            self._attempt = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved, even when every caller has gone
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            if self.path is not None:
+                connect = loop.create_unix_connection(lambda: _Protocol(self), self.path)
+            else:
+                connect = loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+            transport, protocol = await asyncio.wait_for(connect, self.timeout_s)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise redis.ConnectionError(f"cannot connect to the store: {exc}") from exc
+        setup: list[tuple[Any, ...]] = []
+        if self.password is not None:
+            setup.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
+        if self.db:
+            setup.append(("SELECT", self.db))
+        try:
+            if setup:  # not under the watchdog (it watches the connection in use): timed here
+                try:
+                    replies = await asyncio.wait_for(self._send(protocol, setup), self.timeout_s)
+                except asyncio.TimeoutError as exc:
+                    raise redis.TimeoutError(
+                        f"no reply from the store within {self.timeout_s} s") from exc
                 failed = next((r for r in replies if isinstance(r, Exception)), None)
                 if failed is not None:
-                    transport.close()
                     raise failed
-            self._protocol = protocol
-            return protocol
+            # closed by the other side before this resumed (its connection_lost already ran,
+            # so nothing would ever unset it): never the connection in use
+            if protocol.lost or transport.is_closing():
+                raise redis.ConnectionError("connection to the store lost: closed while connecting")
+            if self._closed:
+                raise redis.ConnectionError("the pipelined connection is closed")
+        except BaseException:  # an error reply, a timeout, a loss, a cancelled caller
+            transport.abort()
+            raise
+        self._protocol = protocol
+        return protocol
 
     def _arm(self) -> None:
         self._watchdog = asyncio.get_running_loop().call_later(self.timeout_s / 4, self._check)
@@ -188,6 +214,8 @@ class Pipelined:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._attempt is not None:
+            self._attempt.cancel()  # closes what it opened
         protocol, self._protocol = self._protocol, None
         if self._watchdog is not None:
             self._watchdog.cancel()
