@@ -20,12 +20,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aggregator.places import decode as stored_events
 from collector.auth import admin_only
+from collector.ingest import STORE_ERRORS
 from schemas import keyspace
 from schemas.catalog import StoredEvent
 from infra.service import error
@@ -91,7 +91,7 @@ async def recent_events(request: Request) -> Response:
                 pages = await pipe.execute()
             for tail, n, entries in zip(active, counts, pages):
                 tail.take(entries, n, oldest)
-    except (redis.RedisError, OSError):
+    except STORE_ERRORS:  # a cluster failing mid-read too: a 503, never a 500
         return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
     events = sorted((e for t in tails for e in t.events), key=lambda e: -e.received)
     shown = [
