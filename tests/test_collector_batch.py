@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -73,6 +74,24 @@ def _view(out: Outcome) -> tuple[Any, Any]:
     return out.by_shard, out.late, [msgspec.to_builtins(r) for r in out.rejections]
 
 
+def _runs(events: list[dict[str, Any]], rng: random.Random, n: int, longest: int) -> Iterator[list[dict[str, Any]]]:
+    """``n`` batches, each a copy of 1 to ``longest`` consecutive events."""
+    for _ in range(n):
+        k = rng.randint(1, longest)
+        start = rng.randrange(len(events) - k)
+        yield [dict(e) for e in events[start : start + k]]
+
+
+async def _same(fast: Validator, slow: Validator, raw: list[msgspec.Raw], received: int, skew: int,
+                historical: bool, client: dict[str, str] | None = None) -> bool:
+    """Assert both validators give this batch the same outcome; whether the batch path took it."""
+    taken = await fast._batch(raw, received, skew, historical, client) is not None
+    got = await fast.run(raw, received, skew, historical, client)
+    want = await slow.run(raw, received, skew, historical, client)
+    assert _view(got) == _view(want), raw
+    return taken
+
+
 def test_batch_path_matches_per_event_path(rng: random.Random) -> None:
     # one-day salt epochs and a 12 h grace, so session ends near a rotation carry an alias
     settings = Settings.from_env({"SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "12"})
@@ -83,10 +102,7 @@ def test_batch_path_matches_per_event_path(rng: random.Random) -> None:
 
     async def main() -> None:
         nonlocal taken
-        for _ in range(600):
-            k = rng.randint(1, 30)
-            start = rng.randrange(len(events) - k)
-            batch = [dict(e) for e in events[start : start + k]]
+        for batch in _runs(events, rng, 600, 30):
             if rng.random() < 0.5:
                 for _ in range(rng.randint(1, 2)):
                     rng.choice(MUTATIONS)(rng.choice(batch))
@@ -95,11 +111,7 @@ def test_batch_path_matches_per_event_path(rng: random.Random) -> None:
             historical = rng.random() < 0.2
             received = now + rng.randint(-100, 100)
             client = rng.choice(CLIENTS)
-            if await fast._batch(raw, received, skew, historical, client) is not None:
-                taken += 1
-            got = await fast.run(raw, received, skew, historical, client)
-            want = await slow.run(raw, received, skew, historical, client)
-            assert _view(got) == _view(want), batch
+            taken += await _same(fast, slow, raw, received, skew, historical, client)
 
     asyncio.run(main())
     assert taken > 100  # the batch path was exercised, not only the fallback
@@ -167,17 +179,10 @@ def test_batch_path_matches_per_event_path_under_every_profile(profile: str) -> 
 
     async def main() -> None:
         nonlocal taken
-        for _ in range(150):
-            k = rng.randint(1, 20)
-            start = rng.randrange(len(events) - k)
-            raw = msgspec.json.decode(msgspec.json.encode({"events": events[start:start + k]}),
-                                      type=Batch).events
+        for batch in _runs(events, rng, 150, 20):
+            raw = msgspec.json.decode(msgspec.json.encode({"events": batch}), type=Batch).events
             skew, historical = rng.choice([0, 12_345]), rng.random() < 0.2
-            if await fast._batch(raw, now, skew, historical, None) is not None:
-                taken += 1
-            got = await fast.run(raw, now, skew, historical)
-            want = await slow.run(raw, now, skew, historical)
-            assert (got.by_shard, got.late) == (want.by_shard, want.late)
+            taken += await _same(fast, slow, raw, now, skew, historical)
 
     asyncio.run(main())
     assert taken > 50, taken
