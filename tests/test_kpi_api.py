@@ -50,8 +50,8 @@ def test_kpi_routes_match_ground_truth(settings: Settings, loaded: Any) -> None:
         h = auth()
         dav = c.get(f"{KPIS}/daily-active-villages?{rng_q}", headers=h).json()
         assert [row["date"] for row in dav] == all_days
-        for row in dav:
-            assert close(row["value"], len(t.villages[row["date"]])), (row, len(t.villages[row["date"]]))
+        for row in dav:  # an HLL of ~100 ids may put two in one register: 2 % (2.5 standard errors)
+            assert close(row["value"], len(t.villages[row["date"]]), rel=0.02), (row, len(t.villages[row["date"]]))
         for path, name in (("dialogue-opens", "dialogue_open"), ("command-executions", "command_executed")):
             rows = c.get(f"{KPIS}/{path}?{rng_q}", headers=h).json()
             assert rows == [{"date": d, "value": t.counts[d][name]} for d in all_days]
