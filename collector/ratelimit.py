@@ -53,22 +53,20 @@ class RateLimiter:
                     pipe.expire(key, WINDOW_TTL_S)
                 counts = (await pipe.execute())[::2]
         else:
-            try:  # EVALSHA straight away; a server without the script gets it loaded once
-                if self.link is not None:
-                    counts = await self._counted(keys)
-                else:
-                    counts = await self.redis.evalsha(self.count.sha, len(keys), *keys, WINDOW_TTL_S)
-            except NoScriptError:
-                counts = await self.count(keys=keys, args=[WINDOW_TTL_S])
+            counts = await self._counted(keys)
         if any(int(count) > self.limit for count in counts):
             return max(1, 60 - into)
         return None
 
     async def _counted(self, keys: list[str]) -> list[int]:
-        """The count script on the pipelined connection; a server without it (restarted) gets it
-        loaded on that same connection, which just answered, not on an idle pooled one that
-        may still be the old server's."""
-        assert self.link is not None
+        """The count script, EVALSHA straight away; a server without it (restarted) gets it
+        loaded once, on the pipelined connection that just answered when there is one (not an
+        idle pooled one that may still be the old server's)."""
+        if self.link is None:
+            try:
+                return await self.redis.evalsha(self.count.sha, len(keys), *keys, WINDOW_TTL_S)
+            except NoScriptError:
+                return await self.count(keys=keys, args=[WINDOW_TTL_S])
         args = ("EVALSHA", self.count.sha, len(keys), *keys, WINDOW_TTL_S)
         try:
             return await self.link.call(*args)

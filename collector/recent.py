@@ -25,10 +25,9 @@ from starlette.responses import JSONResponse, Response
 
 from aggregator.places import decode as stored_events
 from collector.auth import admin_only
-from collector.ingest import STORE_ERRORS
+from collector.ingest import STORE_ERRORS, store_unavailable
 from schemas import keyspace
 from schemas.catalog import StoredEvent
-from infra.service import error
 
 FIELDS = StoredEvent.__struct_fields__
 MAX_SIZE = 1000  # events per shard at most, whatever DEBUG_BUFFER_SIZE says
@@ -91,8 +90,8 @@ async def recent_events(request: Request) -> Response:
                 pages = await pipe.execute()
             for tail, n, entries in zip(active, counts, pages):
                 tail.take(entries, n, oldest)
-    except STORE_ERRORS:  # a cluster failing mid-read too: a 503, never a 500
-        return error(503, "store_unavailable", "event store unavailable, retry", {"Retry-After": "1"})
+    except STORE_ERRORS as exc:  # a cluster failing mid-read too: a 503, never a 500
+        return store_unavailable(exc)
     events = sorted((e for t in tails for e in t.events), key=lambda e: -e.received)
     shown = [
         {**{f: getattr(e, f) for f in FIELDS}, "server_received_ts": e.received}

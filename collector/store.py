@@ -95,7 +95,6 @@ class NotDurable(redis.RedisError):
 class EventStore:
     def __init__(self, redis: aredis.Redis, settings: Settings, link: Pipelined | None = None) -> None:
         self.redis = redis
-        self.link = link  # the process's pipelined connection (single node), else redis-py's
         self.settings = settings
         self.cluster = is_cluster(redis)
         self.base_settings = settings
@@ -104,6 +103,9 @@ class EventStore:
         self.wait_replicas = max(0, settings.analytics_wait_replicas)
         self.wait_aof = settings.analytics_wait_aof
         self.durable = "1" if (self.wait_replicas or self.wait_aof) else "0"
+        # the process's pipelined connection (single node), unless there are WAITs to send: a
+        # WAIT holds the connection it runs on, which every request of the process shares
+        self.link = link if self.durable == "0" else None
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
 
     async def follow_settings(self) -> None:
@@ -166,7 +168,7 @@ class EventStore:
         results = await self._execute(sha, calls, waits, rejections)
         missing = [i for i, r in enumerate(results[: len(calls)]) if isinstance(r, NoScriptError)]
         if missing:
-            if self.link is not None and not waits:  # the connection that just answered NOSCRIPT
+            if self.link is not None:  # the connection that just answered NOSCRIPT
                 await self.link.call("SCRIPT", "LOAD", APPEND_LUA)
             else:
                 await self.redis.script_load(APPEND_LUA)
@@ -190,11 +192,10 @@ class EventStore:
         waits: list[tuple[tuple[Any, ...], Any]], rejections: list[Rejection] | tuple[()] = (),
     ) -> list[Any]:
         """Send the appends, the rejections' dead-letter copies, then the durability waits, in
-        one round trip; every reply in order, an error reply as its exception. Through the
-        pipelined connection when there is one and nothing to WAIT for (a WAIT holds the
-        connection it runs on, which every request of the process shares)."""
+        one round trip; every reply in order, an error reply as its exception (there are waits
+        only without the pipelined connection)."""
         commands = self._commands(sha, calls, rejections)
-        if self.link is not None and not waits:
+        if self.link is not None:
             return await self.link.call_many(commands)
         async with self.redis.pipeline(transaction=False) as pipe:
             for command in commands:

@@ -181,8 +181,7 @@ class Validator:
         late: dict[int, list[int]] = {}
         oldest = -1 if historical else received_ms - s.late_window_ms  # older: late on arrival
         bucket_ms = keyspace.DEDUP_BUCKET_MS
-        original = None if skew_ms == 0 else True  # True: ts_original goes in the row
-        plain_tail = not historical and client is None
+        skewed = skew_ms != 0  # then the row keeps ts_original too
         future: list[int] = []
         last_epoch: int | None = None  # no epoch yet (-1 is one: times before 1970)
         salt = b""
@@ -243,19 +242,18 @@ class Validator:
                     client_ts = True if client_ms == ts_original else client_ms
             eid = ev.event_id.int.to_bytes(16, "big")
             row: tuple[Any, ...] = (
-                Ext(EVENT_ID_EXT, eid), name, version, ts, original and ts_original, received_ms,
+                Ext(EVENT_ID_EXT, eid), name, version, ts, ts_original if skewed else None, received_ms,
                 found[0], ev.app_version, ev.platform, session, session_alt, client_ts, payload,
             )
-            if not plain_tail or ev.user_id is not None or ev.anonymous_id is not None:
-                user, anonymous = ev.user_id, ev.anonymous_id
-                if user is not None or anonymous is not None or client is not None:
-                    if user is not None:
-                        user = pseudo.memoised(salt, user)
-                    if anonymous is not None:
-                        anonymous = pseudo.memoised(salt, anonymous)
-                    row += extras(historical, user, anonymous, client)
-                elif historical:
-                    row += (True,)
+            user, anonymous = ev.user_id, ev.anonymous_id
+            if user is not None or anonymous is not None or client is not None:
+                if user is not None:
+                    user = pseudo.memoised(salt, user)
+                if anonymous is not None:
+                    anonymous = pseudo.memoised(salt, anonymous)
+                row += extras(historical, user, anonymous, client)
+            elif historical:
+                row += (True,)
             bucket = buckets[found[1]]
             if ts < oldest:
                 late.setdefault(found[1], []).append(len(bucket))

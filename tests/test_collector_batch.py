@@ -163,8 +163,6 @@ def test_batch_path_salts_an_event_of_epoch_minus_one() -> None:
 def test_batch_path_matches_per_event_path_under_every_profile(profile: str) -> None:
     """The test above runs the default catalog only: none of its payloads has a
     hashed or coarsened field, so the loop's to_builtins + _treat mode is compared here."""
-    import random
-
     from schemas import profiles
     from scripts.seed_traffic import profile_events
 

