@@ -152,7 +152,8 @@ while i <= n do
     redis.call('EXPIRE', KEYS[ops[i + 1]], ttl)
     i = i + 2
   elseif op == 'L' then
-    -- L key body count: events past the late window (body: an ARGV index), kept aside, counted
+    -- L key body count: events past the late window (body: an ARGV index), kept aside, counted;
+    -- an entry like the shard stream's: 'n' = keyspace.ENTRY_COUNT, 'e' = keyspace.ENTRY_EVENTS
     redis.call('XADD', KEYS[ops[i + 1]], '*', 'n', ops[i + 3], 'e', ARGV[ops[i + 2]])
     redis.call('HINCRBY', stats, 'late', ops[i + 3])
     i = i + 4

@@ -27,6 +27,7 @@ from aggregator.worker import OPS_ENCODER, pending_total
 from infra.progress import Progress
 from kinds import rollups, session
 from schemas import keyspace, profiles
+from schemas.keyspace import ENTRY_EVENTS_B
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from infra.connection import open_sync
 from schemas.days import day_of_ms, days_between
@@ -49,7 +50,7 @@ def _retained(
             progress.advance(len(entries))
         for entry_id, fields in entries:
             try:
-                yield from STORED_LIST_DECODER.decode(fields[b"e"])
+                yield from STORED_LIST_DECODER.decode(fields[ENTRY_EVENTS_B])
             except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
                 log.warning("skipping undecodable entry %s (the workers dead-letter it)", entry_id)
         if len(entries) < count:

@@ -22,12 +22,12 @@ import redis
 
 from collector.store import entry as entry_body
 from schemas import keyspace
+from schemas.keyspace import ENTRY_EVENTS_B
 from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, StoredEvent, compact
 from schemas.settings import Settings
 
 REWRITE_LUA = Path(__file__).with_name("rewrite.lua").read_text()
 PAGE = 500
-APPLIED_FIELD = b"a"  # set on a replacement entry whose events the workers applied already
 _ONE = msgspec.msgpack.Decoder(StoredEvent)
 
 
@@ -74,7 +74,7 @@ class Entry:
 
 
 def decode(fields: dict[bytes, bytes]) -> list[StoredEvent] | None:
-    body = fields.get(b"e")
+    body = fields.get(ENTRY_EVENTS_B)
     if body is None:
         return None
     try:
@@ -101,7 +101,7 @@ def entries(client: redis.Redis, place: Place, decoded: bool = True,
                     e.record = record if isinstance(record, dict) else {}
                 except msgspec.DecodeError:
                     pass
-            if decoded and b"e" in fields:
+            if decoded and ENTRY_EVENTS_B in fields:
                 e.events = decode(fields)
             yield e
         if len(page) < PAGE:

@@ -37,6 +37,7 @@ from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_arch
 from kinds import rollups
 from infra.progress import Progress
 from schemas import adjusted, keyspace
+from schemas.keyspace import ENTRY_EVENTS_B
 from schemas.catalog import StoredEvent
 from infra.connection import open_sync
 from schemas.days import DAY_MS, day_of_ms
@@ -139,7 +140,7 @@ def _take_entries(client: redis.Redis, place: places.Place, old_day: Any, entry_
                 taken = Taken(place)
             bucket = b
             e = places.Entry(eid, fields)
-            events = places.decode(fields) if b"e" in fields else None
+            events = places.decode(fields) if ENTRY_EVENTS_B in fields else None
             if events is None:
                 if b"r" in fields:
                     with contextlib.suppress(msgspec.DecodeError):
@@ -203,7 +204,7 @@ def _archive(archive: Archive, taken: Taken) -> None:
             "reason": str(rec.get("reason", "")), "received": ms,
             "errors": msgspec.json.encode(rec.get("errors", [])).decode(),
             "event": msgspec.json.encode(event).decode() if event is not None
-            else (e.fields.get(b"e") or b"").hex(),
+            else (e.fields.get(ENTRY_EVENTS_B) or b"").hex(),
         })
     for (table, day, name), rows in files.items():
         archive.write(table, day, name, rows)

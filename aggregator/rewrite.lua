@@ -41,6 +41,7 @@ for i = 2, #ARGV, 3 do
       local fields, out, marked = entry[1][2], {}, false
       for j = 1, #fields, 2 do
         local k, v = fields[j], fields[j + 1]
+        -- keyspace.ENTRY_EVENTS, ENTRY_COUNT and ENTRY_APPLIED_B (schemas/keyspace.py)
         if k == 'e' then v = body elseif k == 'n' then v = n elseif k == 'a' then marked = true end
         out[#out + 1] = k
         out[#out + 1] = v

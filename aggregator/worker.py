@@ -28,11 +28,11 @@ import redis
 
 from aggregator import maintenance, metrics, purge
 from aggregator.archive import open_archive
-from aggregator.places import APPLIED_FIELD
 from aggregator.backlog import pending_total
 from aggregator.effects import ENTRY_DECODER, Plan
 from kinds import rollups
 from schemas import adjusted, keyspace, profiles
+from schemas.keyspace import ENTRY_APPLIED_B, ENTRY_EVENTS_B
 from infra.connection import RETRYABLE, is_cluster, node_client, refresh
 from schemas.days import day_of_number
 from schemas.settings import Settings
@@ -467,12 +467,12 @@ class Worker:
                 cmds.xack(stream, s.consumer_group, eid)
                 rows.append(("trimmed", eid, 0, 0))
                 continue
-            if APPLIED_FIELD in fields:  # an erasure's or purge's rewrite of an applied entry
+            if ENTRY_APPLIED_B in fields:  # an erasure's or purge's rewrite of an applied entry
                 cmds.xack(stream, s.consumer_group, eid)
                 rows.append(("rewritten", eid, 0, 0))
                 continue
             try:
-                events = ENTRY_DECODER.decode(fields[b"e"])
+                events = ENTRY_DECODER.decode(fields[ENTRY_EVENTS_B])
                 applied, late = plan.add(events)
             except Exception as exc:  # noqa: BLE001 - one entry's bad data must not stop the worker
                 kind = "undecodable entry" if isinstance(exc, (KeyError, msgspec.MsgspecError)) else "cannot apply entry"
@@ -508,7 +508,7 @@ class Worker:
             rows: list[tuple[str, str, int, int]] = []
             for g in retry:
                 one = Plan(prep.shard, self.settings.late_window_ms, self.kpis)
-                one.add(ENTRY_DECODER.decode(g[1][b"e"]))
+                one.add(ENTRY_DECODER.decode(g[1][ENTRY_EVENTS_B]))
                 self._apply_one(pipe, one, g, rows, prep)
             self._tally(prep.stream, label, rows, pipe.execute(raise_on_error=False) if rows else [],
                         prep)
@@ -519,7 +519,7 @@ class Worker:
     def _replan(self, shard: int, good: list[Good]) -> Plan:
         plan = Plan(shard, self.settings.late_window_ms, self.kpis)
         for g in good:
-            plan.add(ENTRY_DECODER.decode(g[1][b"e"]))  # succeeded before, so it does again
+            plan.add(ENTRY_DECODER.decode(g[1][ENTRY_EVENTS_B]))  # succeeded before, so it does again
         return plan
 
     def _apply_one(
@@ -647,7 +647,7 @@ class Worker:
             "stream": keyspace.stream(shard), "entry_id": eid, "reason": reason,
             "consumer": self.consumer, "at": int(self.clock() * 1000),
         }
-        body = fields.get(b"e", b"") if isinstance(fields, dict) else b""
+        body = fields.get(ENTRY_EVENTS_B, b"") if isinstance(fields, dict) else b""
         self.dead_letter(
             keys=[keyspace.stream(shard), keyspace.worker_dead_letter(shard), keyspace.shard_stats(shard),
                   keyspace.failures(shard)],

@@ -85,6 +85,7 @@ if n > 0 then
   if not all then
     body = string.char(0xdc, math.floor(n / 256), n % 256) .. table.concat(kept)
   end
+  -- the entry's fields: 'n' = keyspace.ENTRY_COUNT, 'e' = keyspace.ENTRY_EVENTS (schemas/keyspace.py)
   if ARGV[2] ~= '0' then
     redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'n', n, 'e', body)
   else

@@ -103,7 +103,7 @@ async def _entries_of(
                 record = {"reason": "unreadable"}
             if not isinstance(record, dict):
                 record = {"reason": "unreadable"}
-            entry = Entry(raw_id.decode(), record, fields.get(b"e"), stream)
+            entry = Entry(raw_id.decode(), record, fields.get(keyspace.ENTRY_EVENTS_B), stream)
             if reason is not None and entry.reason != reason:
                 continue
             if event is not None and entry.event_name != event:
@@ -165,7 +165,7 @@ async def replay(
             if not dry_run:
                 n = len(STORED_LIST_DECODER.decode(entry.body))
                 async with client.pipeline(transaction=True) as pipe:
-                    pipe.xadd(stream, {"n": n, "e": entry.body})
+                    pipe.xadd(stream, {keyspace.ENTRY_COUNT: n, keyspace.ENTRY_EVENTS: entry.body})
                     pipe.xdel(entry.source, entry.id)
                     await pipe.execute()
             report.replayed += 1

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aredis
 
 from schemas import keyspace
+from schemas.keyspace import ENTRY_EVENTS_B
 from schemas.catalog import STORED_LIST_DECODER, StoredEvent
 from schemas.days import DAY_MS, day_start_ms
 from schemas.settings import Settings
@@ -54,7 +55,7 @@ def _plan(s: Settings, start: date, end: date, event_type: str | None) -> tuple[
 
 def _page(entries: list[Any], keep: Filter, chunk: int) -> tuple[list[StoredEvent], str | None]:
     """One XRANGE page: the events kept, and the ID to read from next (None: the shard is done)."""
-    out = [ev for _, fields in entries for ev in STORED_LIST_DECODER.decode(fields[b"e"]) if keep(ev)]
+    out = [ev for _, fields in entries for ev in STORED_LIST_DECODER.decode(fields[ENTRY_EVENTS_B]) if keep(ev)]
     return out, _next_id(entries[-1][0]) if len(entries) == chunk else None
 
 

@@ -30,6 +30,21 @@ def stream(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:events"
 
 
+# The fields of an entry of a shard's stream (also of its late and worker dead-letter streams),
+# the one format every reader and writer of events in Redis shares. The plain names are what
+# ``xadd`` is given; the ``_B`` forms are the names as a read hands them back (bytes), so a
+# lookup stays one dict access of a constant. The Lua scripts that write entries
+# (collector/append.lua, aggregator/apply.lua, rewrite.lua, deadletter.lua) spell the same names
+# as literals; tests read the scripts' entries back through these constants.
+ENTRY_EVENTS = "e"  # the events: a msgpack array of StoredEvent (collector/store.py ``entry``)
+ENTRY_EVENTS_B = ENTRY_EVENTS.encode()
+ENTRY_COUNT = "n"  # how many events ENTRY_EVENTS holds (an integer; not in worker dead letters)
+ENTRY_COUNT_B = ENTRY_COUNT.encode()
+# set (to 1) on an erasure's or purge's replacement of an entry the workers applied already
+# (aggregator/rewrite.lua): they acknowledge it without applying its events again
+ENTRY_APPLIED_B = b"a"
+
+
 def late_stream(shard: int) -> str:
     """Events older than the late window when processed: kept, not applied."""
     return f"{PREFIX}:{tag(shard)}:late"

@@ -74,7 +74,7 @@ def prefill(r: redis.Redis, entries: list[tuple[int, bytes, int]]) -> None:
     for i in range(0, len(entries), 500):
         pipe = r.pipeline(transaction=False)
         for shard, body, n in entries[i : i + 500]:
-            pipe.xadd(keyspace.stream(shard), {"n": n, "e": body})
+            pipe.xadd(keyspace.stream(shard), {keyspace.ENTRY_COUNT: n, keyspace.ENTRY_EVENTS: body})
         pipe.execute()
 
 

@@ -51,7 +51,7 @@ def stored(client: Any, shards: int) -> int:
     total = 0
     for shard in range(shards):
         for _id, fields in client.xrange(keyspace.stream(shard)):
-            total += int(fields[b"n"])
+            total += int(fields[keyspace.ENTRY_COUNT_B])
     return total
 
 

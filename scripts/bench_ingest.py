@@ -144,10 +144,12 @@ def run_loadgen(port: int, bodies_path: str, mode: str, seconds: float, procs: i
 
 def stored_events(r: redis.Redis) -> int:
     """Events kept in the streams: the ``n`` of every entry (no dedup: all of them are distinct)."""
+    from schemas.keyspace import ENTRY_COUNT_B
+
     total = 0
     for key in r.scan_iter(match="analytics:*:events", count=1000):
         for _, fields in r.xrange(key):
-            total += int(fields[b"n"])
+            total += int(fields[ENTRY_COUNT_B])
     return total
 
 
@@ -196,6 +198,7 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
     r = redis.Redis.from_url(url)
     r.flushdb()
     per_batch = len(entries) / len(staged)
+    count_field, events_field = keyspace.ENTRY_COUNT, keyspace.ENTRY_EVENTS
     rates = []
     for _ in range(runs):  # the median of several windows: one short window is at the mercy of noise
         sent, i = 0, 0
@@ -204,7 +207,7 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
             pipe = r.pipeline(transaction=False)
             for _ in range(int(50 * per_batch)):  # 50 batches' entries per round trip
                 stream, body, n = entries[i % len(entries)]
-                pipe.xadd(stream, {"n": n, "e": body})
+                pipe.xadd(stream, {count_field: n, events_field: body})
                 sent += n
                 i += 1
             pipe.execute()

@@ -26,7 +26,7 @@ def stored_events(r: redis.Redis, settings: Settings) -> list[StoredEvent]:
     out: list[StoredEvent] = []
     for s in range(settings.stream_shards):
         for _id, fields in r.xrange(keyspace.stream(s)):
-            out += STORED_LIST_DECODER.decode(fields[b"e"])
+            out += STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B])
     return out
 
 

@@ -33,6 +33,11 @@ def stored(
     )
 
 
+def entry_fields(events: list[StoredEvent]) -> dict[str, bytes | int]:
+    """A stream entry's fields, as append.lua writes them."""
+    return {keyspace.ENTRY_COUNT: len(events), keyspace.ENTRY_EVENTS: STORED_ENCODER.encode(events)}
+
+
 def append(r: redis.Redis, settings: Settings, events: Iterable[StoredEvent]) -> dict[int, list[str]]:
     """One entry per shard (events partitioned by village, as the collector does); returns ids."""
     by_shard: dict[int, list[StoredEvent]] = {}
@@ -40,7 +45,7 @@ def append(r: redis.Redis, settings: Settings, events: Iterable[StoredEvent]) ->
         by_shard.setdefault(keyspace.shard_of(ev.village, settings.stream_shards), []).append(ev)
     ids: dict[int, list[str]] = {}
     for shard, evs in by_shard.items():
-        eid = r.xadd(keyspace.stream(shard), {"n": len(evs), "e": STORED_ENCODER.encode(evs)})
+        eid = r.xadd(keyspace.stream(shard), entry_fields(evs))  # type: ignore[arg-type]
         ids.setdefault(shard, []).append(eid.decode())
     return ids
 
@@ -85,7 +90,7 @@ def late_events(r: redis.Redis, settings: Settings) -> list[StoredEvent]:
     out: list[StoredEvent] = []
     for s in range(settings.stream_shards):
         for _, fields in r.xrange(keyspace.late_stream(s)):
-            out += STORED_LIST_DECODER.decode(fields[b"e"])
+            out += STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B])
     return out
 
 

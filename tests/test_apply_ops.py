@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from aggregator.worker import OPS_ENCODER
+from schemas import keyspace
 from schemas.sketch import LOG_GAMMA, bucket
 
 SCRIPT = (Path(__file__).parent.parent / "aggregator" / "apply.lua").read_text()
@@ -55,7 +56,7 @@ def test_d_writes_the_duration_sketch_once(r: redis.Redis) -> None:
 def test_l_keeps_late_events_aside_and_counts_them(r: redis.Redis) -> None:
     run(r, [k("late")], ["L", 3, 8, 2], blobs=(b"\x92\x01\x02",))
     [(_, fields)] = r.xrange(k("late"))
-    assert fields == {b"n": b"2", b"e": b"\x92\x01\x02"}
+    assert fields == {keyspace.ENTRY_COUNT_B: b"2", keyspace.ENTRY_EVENTS_B: b"\x92\x01\x02"}
     assert r.hget(STATS, "late") == b"2"
 
 
@@ -98,13 +99,13 @@ def test_b_is_s_then_f_and_counts_out_of_range_starts(r: redis.Redis) -> None:
 
 def test_xack_gates_the_ops_and_unknown_ops_fail(r: redis.Redis) -> None:
     r.xgroup_create(STREAM, "g", id="0", mkstream=True)
-    eid = r.xadd(STREAM, {"n": 1}).decode()
+    eid = r.xadd(STREAM, {keyspace.ENTRY_COUNT: 1}).decode()
     r.xreadgroup("g", "c1", {STREAM: ">"})
     assert run(r, [k("h")], ["H", 3, 1, "x", 1], group="g", ids=eid) == 1
     assert run(r, [k("h")], ["H", 3, 1, "x", 1], group="g", ids=eid) == 0  # already acked: nothing
     assert r.hget(k("h"), "x") == b"1"
     # several ids: all must be pending to the consumer, else nothing happens
-    a, b = r.xadd(STREAM, {"n": 1}).decode(), r.xadd(STREAM, {"n": 1}).decode()
+    a, b = (r.xadd(STREAM, {keyspace.ENTRY_COUNT: 1}).decode() for _ in range(2))
     r.xreadgroup("g", "c1", {STREAM: ">"})
     assert run(r, [k("h")], ["H", 3, 1, "x", 1], group="g", ids=f"{a} {b}", consumer="c2") == 0
     assert run(r, [k("h")], ["H", 3, 1, "x", 1], group="g", ids=f"{a} {b}", consumer="c1") == 1

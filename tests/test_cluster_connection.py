@@ -84,7 +84,7 @@ def test_collector_ready_and_storing_on_both(env: dict[str, str], r: Any, rng: r
     stored = {}
     for shard in range(settings.stream_shards):
         for _, fields in r.xrange(keyspace.stream(shard)):
-            for ev in STORED_LIST_DECODER.decode(fields[b"e"]):
+            for ev in STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B]):
                 stored[ev.event_id] = ev
     assert len(stored) == len(sent)
 

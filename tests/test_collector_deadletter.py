@@ -74,7 +74,8 @@ def test_replay_after_a_catalog_fix_and_of_a_worker_poison_entry(env, r, rng, mo
                           platform="web")]
     body_bytes = STORED_ENCODER.encode(poison)
     r.xadd(keyspace.DEAD_LETTER, {"r": json.dumps({"stream": keyspace.stream(1), "entry_id": "1-0",
-                                                   "reason": "poison", "at": 1}), "e": body_bytes})
+                                                   "reason": "poison", "at": 1}),
+                                  keyspace.ENTRY_EVENTS: body_bytes})
 
     # the fix: version 2 of village_active enters the catalog (here, in this process)
     class VillageActiveV2(VillageActive, kw_only=True):

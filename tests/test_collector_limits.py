@@ -200,14 +200,16 @@ def test_debug_view_shows_each_stored_event_once_and_none_past_its_ttl(env, r, r
         r.delete(key)
         for i, (_, fields) in enumerate(entries):
             evs = [msgspec.structs.replace(e, received=e.received - back)
-                   for e in STORED_LIST_DECODER.decode(fields[b"e"])]
-            r.xadd(key, {"n": len(evs), "e": STORED_ENCODER.encode(evs)}, id=f"{now - back + i}-0")
+                   for e in STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B])]
+            r.xadd(key, {keyspace.ENTRY_COUNT: len(evs), keyspace.ENTRY_EVENTS: STORED_ENCODER.encode(evs)},
+                   id=f"{now - back + i}-0")
             old += evs
     assert len(old) == len(earlier)
     # an entry appended now holding an event that arrived earlier (as an erasure's rewrite of an
     # entry is): shown by its own arrival, so not either
     rewritten = msgspec.structs.replace(old[0], event_id=uuid.uuid4().hex)
-    r.xadd(keyspace.stream(0), {"n": 1, "e": STORED_ENCODER.encode([rewritten])})
+    r.xadd(keyspace.stream(0),
+           {keyspace.ENTRY_COUNT: 1, keyspace.ENTRY_EVENTS: STORED_ENCODER.encode([rewritten])})
 
     fresh = [event(rng) for _ in range(10)]
     with client(env, **over) as c:

@@ -67,7 +67,7 @@ def stored(r: redis.Redis, settings: Settings) -> list[tuple[int, StoredEvent]]:
     out = []
     for shard in range(settings.stream_shards):
         for _id, fields in r.xrange(keyspace.stream(shard)):
-            out.extend((shard, e) for e in STORED_LIST_DECODER.decode(fields[b"e"]))
+            out.extend((shard, e) for e in STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B]))
     return out
 
 

@@ -113,7 +113,7 @@ def test_pipeline_end_to_end(env: dict[str, str], r: redis.Redis, rng: random.Ra
     late_kept = 0
     for shard in range(settings.stream_shards):
         for _id, fields in r.xrange(keyspace.late_stream(shard)):
-            late_kept += int(fields[b"n"])
+            late_kept += int(fields[keyspace.ENTRY_COUNT_B])
     assert late_kept == len(late)
     stats = [r.hgetall(keyspace.shard_stats(s)) for s in range(settings.stream_shards)]
     assert sum(int(s.get(b"late", 0)) for s in stats) == len(late)

@@ -32,7 +32,7 @@ from scripts.simulate import batch, event
 from tests import services
 from tests.conftest import JWT_SECRET, WRITE_KEY
 from tests.kpi_helpers import ms
-from tests.streamfeed import stored
+from tests.streamfeed import entry_fields, stored
 
 HOUR = 3_600_000
 BIN = Path(sys.executable).parent
@@ -136,7 +136,7 @@ def test_a_person_is_listed_then_erased_everywhere_and_others_stay(
         # no longer written, but erasure still cleans it until it expires
         for shard in range(settings.stream_shards):
             bodies = [STORED_ENCODER.encode(compact(ev)) for _, fields in r.xrange(keyspace.stream(shard))
-                      for ev in STORED_LIST_DECODER.decode(fields[b"e"])]
+                      for ev in STORED_LIST_DECODER.decode(fields[keyspace.ENTRY_EVENTS_B])]
             r.lpush(keyspace.recent(shard), *bodies[-settings.debug_buffer_size:])
             r.expire(keyspace.recent(shard), settings.debug_buffer_ttl_seconds)
 
@@ -305,7 +305,7 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
         r.xgroup_create(keyspace.stream(shard), settings.consumer_group, id="0", mkstream=True)
     for i in range(0, len(old), 10):
         part = old[i:i + 10]
-        r.xadd(keyspace.stream(0), {"n": len(part), "e": STORED_ENCODER.encode(part)},
+        r.xadd(keyspace.stream(0), entry_fields(part),
                id=f"{arrived + i}-0")
 
     # a rejection the collector filed three days ago (a client's odd types in it)
@@ -459,7 +459,7 @@ def test_erasure_keeps_others_events_counted_exactly_once_whatever_the_entry_sta
         evs = [stored("village_active", rng.choice([alice, bob]), ts) for _ in range(12)]
         evs += [stored("village_active", alice, ts), stored("village_active", bob, ts)]
         rng.shuffle(evs)
-        r.xadd(keyspace.stream(0), {"n": len(evs), "e": STORED_ENCODER.encode(evs)})
+        r.xadd(keyspace.stream(0), entry_fields(evs))
         return evs
 
     applied = entry()

@@ -121,7 +121,8 @@ def test_million_row_export_streams_in_constant_memory(env: dict[str, str], sett
         batch = [StoredEvent(event_id=uuid.UUID(int=n * per_entry + i).hex, name="command_executed", version=1,
                              ts=now - 1000, ts_original=now - 1000, received=now, village=f"p{i % 97:04x}",
                              app_version="1.0.0", platform="web", payload=payload) for i in range(per_entry)]
-        pipe.xadd(keyspace.stream(n % settings.stream_shards), {"e": STORED_ENCODER.encode(batch)})
+        pipe.xadd(keyspace.stream(n % settings.stream_shards),
+                  {keyspace.ENTRY_EVENTS: STORED_ENCODER.encode(batch)})
         if n % 50 == 49:
             pipe.execute()
     pipe.execute()

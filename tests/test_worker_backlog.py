@@ -66,13 +66,13 @@ def test_silent_consumers_with_nothing_pending_are_pruned(r: redis.Redis, settin
 def test_trim_bounds_the_late_and_dead_letter_streams(r: redis.Redis, settings: Settings) -> None:
     s = dataclasses.replace(settings, stream_shards=1, analytics_retention_days=1)
     for _ in range(1000):
-        r.xadd(keyspace.late_stream(0), {"e": b"x"})
-        r.xadd(keyspace.worker_dead_letter(0), {"e": b"x"})
+        r.xadd(keyspace.late_stream(0), {keyspace.ENTRY_EVENTS: b"x"})
+        r.xadd(keyspace.worker_dead_letter(0), {keyspace.ENTRY_EVENTS: b"x"})
     trim(r, s, now_ms() + 2 * 86_400_000)
     # MINID ~ removes whole nodes: nearly everything goes, cheaply
     assert r.xlen(keyspace.late_stream(0)) < 200
     assert r.xlen(keyspace.worker_dead_letter(0)) < 200
     for _ in range(300):
-        r.xadd(keyspace.late_stream(0), {"e": b"x"})
+        r.xadd(keyspace.late_stream(0), {keyspace.ENTRY_EVENTS: b"x"})
     trim(r, s)  # nothing is old enough now
     assert r.xlen(keyspace.late_stream(0)) >= 300

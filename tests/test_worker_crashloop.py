@@ -11,11 +11,11 @@ import redis
 
 from aggregator.worker import ensure_groups
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER
 from schemas.days import day_of_ms
 from schemas.settings import Settings
 from tests.services import aggregator, wait_drained
-from tests.streamfeed import append, append_raw, count, dead_letters, now_ms, pending_of, stored
+from tests.streamfeed import (append, append_raw, count, dead_letters, entry_fields, now_ms,
+                              pending_of, stored)
 
 HOUR = 3_600_000
 ENTRIES, PER_ENTRY, MAX = 400, 100, 2
@@ -40,8 +40,8 @@ def test_sigkills_right_after_each_read_dead_letter_nothing(
     for _ in range(ENTRIES):
         append(r, s, [stored("dialogue_open", f"v{rng.randrange(5000)}", ts) for _ in range(PER_ENTRY)])
     # real poison among them: one that cannot be decoded, one whose effects cannot be built
-    append_raw(r, 1, {"e": b"\xc1not msgpack"})
-    append_raw(r, 2, {"n": 1, "e": STORED_ENCODER.encode([stored("dialogue_open", "v-bad", 2**62)])})
+    append_raw(r, 1, {keyspace.ENTRY_EVENTS: b"\xc1not msgpack"})
+    append_raw(r, 2, entry_fields([stored("dialogue_open", "v-bad", 2**62)]))
     total = ENTRIES * PER_ENTRY
 
     kills = 0

@@ -11,10 +11,10 @@ import redis
 
 from aggregator.worker import Worker, ensure_groups, pending_total
 from schemas import keyspace
-from schemas.catalog import STORED_ENCODER
 from schemas.days import day_of_ms
 from schemas.settings import Settings
-from tests.streamfeed import append, append_raw, count, dead_letters, now_ms, read_as, stat, stored
+from tests.streamfeed import (append, append_raw, count, dead_letters, entry_fields, now_ms, read_as,
+                              stat, stored)
 
 HOUR = 3_600_000
 
@@ -28,10 +28,10 @@ def test_undecodable_and_unappliable_entries_are_set_aside(r: redis.Redis, setti
     ensure_groups(r, s)
     ts = now_ms() - HOUR
     append(r, s, [stored("dialogue_open", "v1", ts)])
-    append_raw(r, 0, {"e": b"\xc1not msgpack"})
+    append_raw(r, 0, {keyspace.ENTRY_EVENTS: b"\xc1not msgpack"})
     append_raw(r, 0, {"x": b"no e field"})
     # decodes, but its time is beyond any calendar: building its effects raises
-    append_raw(r, 0, {"n": 1, "e": STORED_ENCODER.encode([stored("dialogue_open", "v2", 2**62)])})
+    append_raw(r, 0, entry_fields([stored("dialogue_open", "v2", 2**62)]))
     append(r, s, [stored("dialogue_open", "v3", ts)])
     w = Worker(r, s, consumer="w")
     w.run(burst=True)
@@ -41,7 +41,7 @@ def test_undecodable_and_unappliable_entries_are_set_aside(r: redis.Redis, setti
     assert sum(x.startswith("undecodable entry") for x in found) == 2
     assert sum(x.startswith("cannot apply entry") for x in found) == 1
     # the body is kept so the entry can be recovered
-    assert {d[b"e"] for d in dead_letters(r, s)} >= {b"\xc1not msgpack", b""}
+    assert {d[keyspace.ENTRY_EVENTS_B] for d in dead_letters(r, s)} >= {b"\xc1not msgpack", b""}
     assert pending_total(r, s) == 0
 
 
@@ -50,7 +50,7 @@ def test_crash_redeliveries_do_not_count_but_an_entrys_own_failures_do(r: redis.
     ensure_groups(r, s)
     ts = now_ms() - HOUR
     append(r, s, [stored("command_executed", "a", ts)])
-    poison_id = append_raw(r, 0, {"e": b"\xc1not msgpack"})
+    poison_id = append_raw(r, 0, {keyspace.ENTRY_EVENTS: b"\xc1not msgpack"})
     taken = read_as(r, s, "crashy")
     # a consumer that crash-looped on them: delivered far more than max_deliveries times
     for stream, entries in taken:
