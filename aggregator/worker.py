@@ -86,7 +86,7 @@ OPS_ENCODER = msgspec.msgpack.Encoder()
 # applied on its own, not in a merged batch (see ``_process_redelivered``)
 _SUSPECT = 3
 # of redelivered entries of one shard: own failures so far (of those that failed), deliveries
-Counts = tuple[dict[str, int], dict[str, int]]
+_Counts = tuple[dict[str, int], dict[str, int]]
 # entry id, fields, applied, late: the decoded events are not kept (a read's would all be in memory
 # at once); the rare entry-by-entry retry decodes them again
 Good = tuple[str, Any, int, int]
@@ -463,7 +463,7 @@ class Worker:
             handled += self._process_many([(stream, [entry])], counts)
         return handled
 
-    def _process_many(self, batches: list[tuple[str, list[Any]]], counts: dict[str, Counts] | None) -> int:
+    def _process_many(self, batches: list[tuple[str, list[Any]]], counts: dict[str, _Counts] | None) -> int:
         if not self._scripts_loaded:
             self.redis.script_load(APPLY_LUA)
             self.redis.script_load(DEAD_LETTER_LUA)
@@ -510,7 +510,7 @@ class Worker:
             raise redis.ConnectionError("scripts missing on the server; re-reading own pending entries")
         return handled
 
-    def _prepare(self, stream: str, entries: list[Any], counts: Counts | None) -> _Prepared:
+    def _prepare(self, stream: str, entries: list[Any], counts: _Counts | None) -> _Prepared:
         shard = self._shard_of[stream]
         s = self.settings
         prep = _Prepared(stream, shard, entries)
@@ -600,7 +600,7 @@ class Worker:
             self._failed(pipe, prep, eid, fields, f"cannot apply entry: {error}", rows)
 
     # -- an entry's own failures ------------------------------------------------------------
-    def _counts_of(self, stream: str, entries: list[Any]) -> Counts:
+    def _counts_of(self, stream: str, entries: list[Any]) -> _Counts:
         """Of these redelivered entries: how often each failed before (for those that did), and
         how often the stream delivered it, this delivery included (XPENDING's times-delivered:
         every XREADGROUP and XCLAIM/XAUTOCLAIM of it, crashes and failures alike)."""
