@@ -7,6 +7,10 @@ removed one's leftovers are claimed). On start a worker first re-reads its own p
 pending. An entry whose own decode or apply failed more than ``max_deliveries`` times (counted in
 the shard's ``keyspace.failures`` hash; a worker's crash is not the entry's failure) goes to the
 shard's dead-letter stream with the reason; until then it stays pending and is retried.
+The safety net for an entry that kills the worker itself (OOM, segfault, hard exit: no failure is
+ever counted): one the stream delivered more than ``max_claims`` times is dead-lettered unread.
+Redelivered entries already delivered ``_SUSPECT`` times go one at a time, each claimed again just
+before it is applied, so that such crashes count against the entry in hand, not its batch-mates.
 The first SIGTERM/SIGINT stops reading after the batch in hand; the second exits at once.
 """
 
@@ -59,6 +63,15 @@ def _redirected(result: Any) -> bool:
     )
 
 
+def _eid(entry_id: Any) -> str:
+    return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+
+def _stream_order(eid: str) -> tuple[int, int]:
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _entries(raw: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
     """A raw one-stream XREADGROUP reply's entries, as redis-py parses them."""
     if not raw:
@@ -69,6 +82,11 @@ def _entries(raw: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
         out.append((entry_id, dict(zip(kv[::2], kv[1::2])) if kv else {}))
     return out
 OPS_ENCODER = msgspec.msgpack.Encoder()
+# a redelivered entry delivered this often (in hand when a worker died, or failed, twice) is
+# applied on its own, not in a merged batch (see ``_process_redelivered``)
+_SUSPECT = 3
+# of redelivered entries of one shard: own failures so far (of those that failed), deliveries
+_Counts = tuple[dict[str, int], dict[str, int]]
 # entry id, fields, applied, late: the decoded events are not kept (a read's would all be in memory
 # at once); the rare entry-by-entry retry decodes them again
 Good = tuple[str, Any, int, int]
@@ -115,6 +133,7 @@ class _Prepared:
         self.rows: list[tuple[str, str, int, int]] = []  # (kind, entry id, events applied, late)
         self.good: list[Good] = []  # entries in the merged plan
         self.failed: dict[str, int] = {}  # entry id -> its own failures so far (redelivered ones)
+        self.delivered: dict[str, int] = {}  # entry id -> the stream's deliveries (redelivered ones)
         self.still_failing: set[str] = set()  # entries whose failure was counted this time
         self.merged = False
         self.sent = 0  # commands sent
@@ -386,7 +405,8 @@ class Worker:
         when it was no longer pending. Trimmed and dead-lettered entries ride along.
         A shard's commands are sent as soon as they are built, and the replies read after the
         last shard's: the server applies one shard while this process builds the next.
-        ``redelivered`` entries (own pending, claimed) have their delivery counts checked first.
+        ``redelivered`` entries (own pending, claimed) have their failure and delivery counts
+        checked first (``_process_redelivered``).
 
         The cyclic GC is off meanwhile: a batch allocates ~10^5 short-lived, acyclic objects (the
         decoded events, the plans) that reference counting frees, and generational passes over
@@ -396,7 +416,10 @@ class Worker:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            handled = self._process_many(batches, redelivered)
+            if redelivered:
+                handled = self._process_redelivered(batches)
+            else:
+                handled = self._process_many(batches, None)
         finally:
             if enabled:
                 gc.enable()
@@ -404,7 +427,43 @@ class Worker:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return handled
 
-    def _process_many(self, batches: list[tuple[str, list[Any]]], redelivered: bool) -> int:
+    def _process_redelivered(self, batches: list[tuple[str, list[Any]]]) -> int:
+        """Entries delivered before: their counts are read first. Those delivered ``_SUSPECT``
+        times or more were in hand when a worker died (or failed) at least twice: if one of them
+        kills the worker, the whole batch is redelivered with it, and counting those deliveries
+        against all of them would dead-letter the innocent ones too. So they go one at a time,
+        fewest deliveries first, each claimed again (XCLAIM: one more delivery of it alone) just
+        before it is applied: a crash then counts twice against the entry in hand and once against
+        the others, which go first next time; only the culprit climbs past ``max_claims``."""
+        counts = {stream: self._counts_of(stream, entries) for stream, entries in batches}
+        plain: list[tuple[str, list[Any]]] = []
+        suspects: list[tuple[int, str, str, Any]] = []
+        for stream, entries in batches:
+            delivered = counts[stream][1]
+            rest = []
+            for entry in entries:
+                n = delivered.get(_eid(entry[0]), 0)
+                if n >= _SUSPECT:
+                    suspects.append((n, _eid(entry[0]), stream, entry))
+                else:
+                    rest.append(entry)
+            if rest:
+                plain.append((stream, rest))
+        handled = self._process_many(plain, counts) if plain else 0
+        suspects.sort(key=lambda x: (x[0], _stream_order(x[1])))
+        for n, eid, stream, entry in suspects:
+            if self.stopping:
+                break  # the rest stays pending to this consumer
+            if n <= self.settings.max_claims:  # past it: filed unread (``_prepare``)
+                claimed = self.redis.xclaim(stream, self.settings.consumer_group, self.consumer, 0, [eid])
+                if not claimed:  # settled meanwhile (or trimmed): nothing left to do
+                    continue
+                entry = claimed[0]
+                counts[stream][1][eid] = n + 1
+            handled += self._process_many([(stream, [entry])], counts)
+        return handled
+
+    def _process_many(self, batches: list[tuple[str, list[Any]]], counts: dict[str, _Counts] | None) -> int:
         if not self._scripts_loaded:
             self.redis.script_load(APPLY_LUA)
             self.redis.script_load(DEAD_LETTER_LUA)
@@ -419,7 +478,7 @@ class Worker:
                 if id(pool) not in conns:
                     conns[id(pool)] = (pool, pool.get_connection())
                 conn = conns[id(pool)][1]
-                prep = self._prepare(stream, entries, redelivered)
+                prep = self._prepare(stream, entries, None if counts is None else counts[stream])
                 prep.sent = len(prep.commands.stack)
                 if prep.sent:
                     conn.send_packed_command(conn.pack_commands(prep.commands.stack))
@@ -451,12 +510,15 @@ class Worker:
             raise redis.ConnectionError("scripts missing on the server; re-reading own pending entries")
         return handled
 
-    def _prepare(self, stream: str, entries: list[Any], redelivered: bool) -> _Prepared:
+    def _prepare(self, stream: str, entries: list[Any], counts: _Counts | None) -> _Prepared:
         shard = self._shard_of[stream]
         s = self.settings
         prep = _Prepared(stream, shard, entries)
-        if redelivered:
-            prep.failed = self._failures_of(shard, entries)
+        if counts is not None:  # redelivered: the counts of these entries (a read's may hold more)
+            ids = {_eid(e[0]) for e in entries}
+            failed, delivered = counts
+            prep.failed = {eid: n for eid, n in failed.items() if eid in ids}
+            prep.delivered = {eid: n for eid, n in delivered.items() if eid in ids}
         cmds = prep.commands
         rows = prep.rows
         good = prep.good
@@ -470,6 +532,11 @@ class Worker:
             if ENTRY_APPLIED_B in fields:  # an erasure's or purge's rewrite of an applied entry
                 cmds.xack(stream, s.consumer_group, eid)
                 rows.append(("rewritten", eid, 0, 0))
+                continue
+            n = prep.delivered.get(eid, 0)
+            if n > s.max_claims:  # not decoded: that may be what kills the worker
+                self._give_up(cmds, prep, eid, fields, f"delivered {n} times without being applied: "
+                              f"it may crash the worker (MAX_CLAIMS={s.max_claims})", rows)
                 continue
             try:
                 events = ENTRY_DECODER.decode(fields[ENTRY_EVENTS_B])
@@ -533,13 +600,31 @@ class Worker:
             self._failed(pipe, prep, eid, fields, f"cannot apply entry: {error}", rows)
 
     # -- an entry's own failures ------------------------------------------------------------
-    def _failures_of(self, shard: int, entries: list[Any]) -> dict[str, int]:
-        """How often each of these (redelivered) entries failed before, for those that did."""
-        ids = [e[0].decode() if isinstance(e[0], bytes) else e[0] for e in entries]
+    def _counts_of(self, stream: str, entries: list[Any]) -> _Counts:
+        """Of these redelivered entries: how often each failed before (for those that did), and
+        how often the stream delivered it, this delivery included (XPENDING's times-delivered:
+        every XREADGROUP and XCLAIM/XAUTOCLAIM of it, crashes and failures alike)."""
+        ids = [_eid(e[0]) for e in entries]
         if not ids:
-            return {}
-        counts = self.redis.hmget(keyspace.failures(shard), ids)
-        return {eid: int(n) for eid, n in zip(ids, counts) if n is not None}
+            return {}, {}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keyspace.failures(self._shard_of[stream]), ids)
+        for eid in ids:
+            pipe.xpending_range(stream, self.settings.consumer_group, eid, eid, 1)
+        failures, *pending = pipe.execute()
+        return (
+            {eid: int(n) for eid, n in zip(ids, failures) if n is not None},
+            {eid: int(p[0]["times_delivered"]) for eid, p in zip(ids, pending) if p},
+        )
+
+    def _give_up(
+        self, pipe: Any, prep: _Prepared, eid: str, fields: Any, reason: str,
+        rows: list[tuple[str, str, int, int]],
+    ) -> None:
+        """File the entry in its shard's dead-letter stream with the reason, atomically with its
+        XACK (deadletter.lua); the one way an entry is given up on."""
+        self._dead_letter(pipe, prep.shard, eid, fields, reason)
+        rows.append(("dead", eid, 0, 0))
 
     def _failed(
         self, pipe: Any, prep: _Prepared, eid: str, fields: Any, reason: str,
@@ -550,9 +635,7 @@ class Worker:
         n = prep.failed.get(eid, 0) + 1
         limit = self.settings.max_deliveries
         if n > limit:
-            self._dead_letter(pipe, prep.shard, eid, fields,
-                              f"{reason} (failed {n} times, MAX_DELIVERIES={limit})")
-            rows.append(("dead", eid, 0, 0))
+            self._give_up(pipe, prep, eid, fields, f"{reason} (failed {n} times, MAX_DELIVERIES={limit})", rows)
             return
         log.warning("entry %s of %s failed (%d of %d): %s", eid, prep.stream, n, limit + 1, reason)
         key = keyspace.failures(prep.shard)

@@ -121,7 +121,9 @@ def failures(shard: int) -> str:
     """Hash: stream entry id -> how many times that entry's own decode or apply failed.
 
     What decides that an entry is poison (past ``MAX_DELIVERIES``): a delivery count would also
-    count the crashes of the workers that held it, which are not the entry's fault.
+    count the crashes of the workers that held it, which are not the entry's fault. The stream's
+    delivery count is only the safety net for an entry that kills the worker itself, far above
+    (``MAX_CLAIMS``, aggregator/worker.py).
     """
     return f"{PREFIX}:{tag(shard)}:failures"
 

@@ -45,6 +45,11 @@ class Settings:
     block_ms: int = 1000
     claim_idle_ms: int = 30_000
     max_deliveries: int = 5
+    # the safety net behind MAX_DELIVERIES: an entry the stream delivered more often than this
+    # without it being applied (one that kills the worker itself: OOM, segfault, hard exit, which
+    # no failure count sees) is dead-lettered unread; from the environment 4 x MAX_DELIVERIES,
+    # at least 20, so honest crashes and an entry's own counted failures stay well below it
+    max_claims: int = 20
     # aggregator operations: heartbeat freshness, reconnect backoff cap, metrics port (0 = off),
     # how often a worker trims streams and prunes consumers that died with nothing pending
     heartbeat_ttl_seconds: int = 30
@@ -118,6 +123,7 @@ class Settings:
             except ValueError:
                 raise SystemExit(f"configuration error: {name} must be an integer, got {raw!r}")
 
+        max_deliveries = num("MAX_DELIVERIES", d.max_deliveries)
         return cls(
             redis_url=e.get("REDIS_URL") or None,
             port=num("PORT", d.port),
@@ -146,7 +152,8 @@ class Settings:
             read_count=num("READ_COUNT", d.read_count),
             block_ms=num("BLOCK_MS", d.block_ms),
             claim_idle_ms=num("CLAIM_IDLE_MS", d.claim_idle_ms),
-            max_deliveries=num("MAX_DELIVERIES", d.max_deliveries),
+            max_deliveries=max_deliveries,
+            max_claims=num("MAX_CLAIMS", max(d.max_claims, 4 * max_deliveries)),
             heartbeat_ttl_seconds=max(1, num("HEARTBEAT_TTL_SECONDS", d.heartbeat_ttl_seconds)),
             reconnect_max_seconds=max(1, num("RECONNECT_MAX_SECONDS", d.reconnect_max_seconds)),
             aggregator_metrics_port=num("AGGREGATOR_METRICS_PORT", d.aggregator_metrics_port),

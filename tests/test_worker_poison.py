@@ -9,10 +9,12 @@ import msgspec
 import pytest
 import redis
 
+from aggregator import worker
 from aggregator.worker import Worker, ensure_groups, pending_total
 from schemas import keyspace
 from schemas.days import day_of_ms
 from schemas.settings import Settings
+from tests.conftest import BACKENDS
 from tests.streamfeed import (append, append_raw, count, dead_letters, entry_fields, now_ms, read_as,
                               stat, stored)
 
@@ -70,13 +72,16 @@ def test_crash_redeliveries_do_not_count_but_an_entrys_own_failures_do(r: redis.
     assert r.hlen(keyspace.failures(0)) == 0 and pending_total(r, s) == 0
 
 
-def test_a_restarted_worker_applies_its_own_pending_however_often_delivered(r: redis.Redis, settings: Settings) -> None:
+def test_a_restarted_worker_applies_its_own_pending_however_often_delivered_below_max_claims(
+    r: redis.Redis, settings: Settings
+) -> None:
     s = dataclasses.replace(settings, max_deliveries=2, stream_shards=1)
     ensure_groups(r, s)
     ts = now_ms()
     append(r, s, [stored("command_executed", "a", ts)])
     [(stream, entries)] = read_as(r, s, "w")
-    r.xclaim(stream, s.consumer_group, "w", 0, [entries[0][0]], retrycount=50)
+    # far more than MAX_DELIVERIES; re-read and claimed once more on its own: MAX_CLAIMS, not past
+    r.xclaim(stream, s.consumer_group, "w", 0, [entries[0][0]], retrycount=s.max_claims - 2)
     Worker(r, s, consumer="w").run(burst=True)
     assert reasons(r, s) == [] and count(r, s, "command_executed", day_of_ms(ts)) == 1
     assert pending_total(r, s) == 0
@@ -107,7 +112,6 @@ def test_the_operator_lists_and_replays_a_workers_poison_entry(
 ) -> None:
     import asyncio
 
-    from aggregator import worker
     from collector import deadletter
     from infra.connection import open_async
 
@@ -142,3 +146,91 @@ def test_the_operator_lists_and_replays_a_workers_poison_entry(
     Worker(r, s, consumer="healthy").run(burst=True)
     assert count(r, s, "command_executed", day_of_ms(ev.ts)) == 1
     assert pending_total(r, s) == 0
+
+
+def max_claims_reason(n: int, s: Settings) -> str:
+    return f"delivered {n} times without being applied: it may crash the worker (MAX_CLAIMS={s.max_claims})"
+
+
+def test_max_claims_defaults_to_four_times_max_deliveries_and_at_least_20() -> None:
+    assert Settings.from_env({}).max_claims == 20 == Settings().max_claims
+    assert Settings.from_env({"MAX_DELIVERIES": "2"}).max_claims == 20
+    assert Settings.from_env({"MAX_DELIVERIES": "10"}).max_claims == 40
+    assert Settings.from_env({"MAX_DELIVERIES": "10", "MAX_CLAIMS": "7"}).max_claims == 7
+
+
+@pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
+def test_an_entry_delivered_past_max_claims_is_dead_lettered_unread(r: redis.Redis, settings: Settings) -> None:
+    s = dataclasses.replace(settings, claim_idle_ms=50, max_deliveries=2, max_claims=6, stream_shards=1)
+    ensure_groups(r, s)
+    ts = now_ms() - HOUR
+    append(r, s, [stored("dialogue_open", "a", ts)])
+    # a well-formed entry: had it been applied, it would count; it is the one that kills workers
+    fields = entry_fields([stored("command_executed", "v-poison", ts)])
+    body = fields[keyspace.ENTRY_EVENTS]
+    poison_id = append_raw(r, 0, fields)
+    below_id = append(r, s, [stored("dialogue_open", "b", ts)])[0][0]
+    [(stream, entries)] = read_as(r, s, "crashy-0")  # delivery 1 of each, then the crash
+    # workers that took the poison entry and died on it: one delivery each, never acked
+    for i in range(1, s.max_claims):
+        r.xclaim(stream, s.consumer_group, f"crashy-{i}", 0, [poison_id])
+    # another one died in hand too, but far fewer times: below the limit
+    for i in range(1, s.max_claims // 2):
+        r.xclaim(stream, s.consumer_group, f"crashy-{i}", 0, [below_id])
+    assert {p["message_id"].decode(): p["times_delivered"]
+            for p in r.xpending_range(stream, s.consumer_group, "-", "+", 10)}[poison_id] == s.max_claims
+    time.sleep(0.1)
+    heir = Worker(r, s, consumer="heir")
+    heir.claim_idle()  # delivery max_claims + 1 of the poison entry: filed, not decoded
+    assert reasons(r, s) == [max_claims_reason(s.max_claims + 1, s)]
+    [filed] = dead_letters(r, s)
+    assert msgspec.json.decode(filed[b"r"])["entry_id"] == poison_id and filed[keyspace.ENTRY_EVENTS_B] == body
+    assert count(r, s, "command_executed", day_of_ms(ts)) == 0
+    assert count(r, s, "dialogue_open", day_of_ms(ts)) == 2  # the others, the one below the limit too
+    assert heir.dead == 1 == stat(r, s, "dead_lettered")
+    assert pending_total(r, s) == 0 and r.hlen(keyspace.failures(0)) == 0
+
+
+class Crash(BaseException):
+    """What a segfault or an OOM kill does to the worker: no ``except Exception`` sees it."""
+
+
+def test_an_entry_that_kills_every_worker_is_filed_and_its_batch_mates_applied(
+    r: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = dataclasses.replace(settings, claim_idle_ms=50, max_deliveries=2, max_claims=8, stream_shards=1)
+    ensure_groups(r, s)
+    ts = now_ms() - HOUR
+    append(r, s, [stored("dialogue_open", "a", ts)])
+    fields = entry_fields([stored("command_executed", "v-poison", ts)])
+    body = fields[keyspace.ENTRY_EVENTS]
+    poison_id = append_raw(r, 0, fields)
+    for v in ("b", "c"):
+        append(r, s, [stored("dialogue_open", v, ts)])
+    real = worker.ENTRY_DECODER
+
+    class Killer:  # a decoder that takes the process down on that one entry
+        def decode(self, data: bytes) -> object:
+            if data == body:
+                raise Crash
+            return real.decode(data)
+
+    monkeypatch.setattr(worker, "ENTRY_DECODER", Killer())
+    crashes = 0
+    with pytest.raises(Crash):
+        Worker(r, s, consumer="w-0").read_new(block=False)  # all four in one read, in one batch
+    for i in range(1, 3 * s.max_claims):  # each restart a new process, a new consumer name
+        time.sleep(0.1)
+        try:
+            Worker(r, s, consumer=f"w-{i}").claim_idle()
+        except Crash:
+            crashes += 1
+            continue
+        break
+    # the whole batch went down with it each time, but only the culprit's deliveries passed the
+    # limit: claimed alone before each attempt, it climbed twice as fast and the others went first
+    assert reasons(r, s) == [max_claims_reason(s.max_claims + 1, s)], crashes
+    assert msgspec.json.decode(dead_letters(r, s)[0][b"r"])["entry_id"] == poison_id
+    assert count(r, s, "dialogue_open", day_of_ms(ts)) == 3
+    assert count(r, s, "command_executed", day_of_ms(ts)) == 0
+    assert pending_total(r, s) == 0 and r.hlen(keyspace.failures(0)) == 0
