@@ -51,6 +51,10 @@ class Pseudonymizer:
     def epoch(self, ts_ms: int) -> int:
         return ts_ms // self.period_ms
 
+    def known_salts(self) -> dict[int, bytes]:
+        """A copy of the salts this process holds (epoch -> salt), for a batch to start from."""
+        return dict(self._salts)
+
     async def salt(self, epoch: int, now_ms: int) -> bytes:
         cached = self._salts.get(epoch)
         if cached is not None:

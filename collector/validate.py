@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from collector import batch_decoder
+from collector import batch_decoder, native_plan
 from collector.privacy import MEMO_MAX, Pseudonymizer
 from collector.redact import PSEUDO, Redactor, canonical_uuid, token_like
 from collector.sanitize import TooDeep, sanitize
@@ -106,6 +106,11 @@ class Validator:
             mode = _ABSENT if payload is None else _PLAIN if payload in self.plain_payloads else _BUILTINS
             self._shapes[struct] = (kind.values, kind.checked, kind, *kind.key,
                                     kind.key[0] == "session_end", mode)
+        # the compiled batch path (collector/native_batch.pyx), None where not built or not mirrored
+        self.native = native_plan.plan(profile.events, bool(self.hashed_fields or self.coarsened))
+        # its memos: salt -> (raw village bytes -> (pseudonym msgpack, shard), session UUID bytes
+        # -> pseudonym msgpack)
+        self._native_memos: dict[bytes, tuple[dict[bytes, Any], dict[bytes, bytes]]] = {}
         # salt -> raw village -> (pseudonym, shard); salt -> session UUID int -> pseudonym
         self._villages: dict[bytes, dict[str, tuple[str, int]]] = {}
         self._sessions: dict[bytes, dict[int, str]] = {}
@@ -160,8 +165,13 @@ class Validator:
             return None
         if max(sizes or map(len, raw_events)) > s.max_event_size:
             return None
+        data = b"[" + b",".join(raw_events) + b"]"
+        if self.native is not None and client is None and not historical:
+            native = await self._native(data, raw_events, received_ms, skew_ms, sizes)
+            if native is not None:
+                return native
         try:
-            events = self.batch_decoder.decode(b"[" + b",".join(raw_events) + b"]")
+            events = self.batch_decoder.decode(data)
         except _DECODE_ERRORS:
             return None
         if len(events) != len(raw_events):  # cannot happen: each Raw is one JSON value
@@ -265,6 +275,36 @@ class Validator:
         await self._each(out, future, raw_events, received_ms, skew_ms, historical, client, sizes)
         return out
 
+    async def _native(
+        self, data: bytes, raw_events: list[msgspec.Raw], received_ms: int, skew_ms: int,
+        sizes: list[int] | None,
+    ) -> Outcome | None:
+        """The compiled batch path (``collector/native_batch.pyx``): the same outcome as the loop
+        in ``_batch`` for the batches it takes (neither an import nor a route's client info, and
+        only the JSON it reads), None for any other."""
+        s, pseudo = self.settings, self.pseudo
+        salts = pseudo.known_salts()  # this batch's, as in _batch
+        if len(self._native_memos) > 8:
+            self._native_memos.clear()
+        while True:
+            got = native_plan.native_batch.rows(
+                self.native, data, len(raw_events), salts, self._native_memos, pseudo.digest,
+                keyspace.shard_of, received_ms, skew_ms,
+                received_ms + s.future_margin_seconds * 1000, received_ms - s.late_window_ms,
+                s.stream_shards, keyspace.DEDUP_BUCKET_MS, pseudo.period_ms, pseudo.session_grace_ms,
+            )
+            if got is None:
+                return None
+            if got[0] != "salt":
+                break
+            self._grew(got[2])
+            salts[got[1]] = await pseudo.salt(got[1], received_ms)
+        buckets, late, future, grown = got
+        self._grew(grown)
+        out = Outcome(by_shard={shard: b for shard, b in enumerate(buckets) if b}, late=late)
+        await self._each(out, future, raw_events, received_ms, skew_ms, False, None, sizes)
+        return out
+
     def _memos(self, salt: bytes) -> tuple[dict[str, tuple[str, int]], dict[int, str]]:
         villages = self._villages.get(salt)
         if villages is None:
@@ -284,6 +324,7 @@ class Validator:
         if self._memo_size > MEMO_MAX:
             for memo in (*self._villages.values(), *self._sessions.values()):
                 memo.clear()
+            self._native_memos.clear()
             self._memo_size = 0
 
     async def check(

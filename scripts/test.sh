@@ -11,6 +11,9 @@ if ! command -v python3 >/dev/null || ! python3 -c 'import sys, venv, ensurepip;
   need+=(python3 python3-venv python3-pip)
 fi
 command -v npm >/dev/null || need+=(nodejs npm)
+# a C compiler and Python's headers build collector/native_batch.pyx (the compiled batch path)
+command -v cc >/dev/null || need+=(gcc)
+python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || need+=(python3-dev)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
@@ -24,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/pip install -q -e '.[test]' -e sdk/python >/dev/null  # sdk/python: analytics_client
+.venv/bin/pip install -q -e '.[test]' -e sdk/python >/dev/null  # sdk/python: analytics_client; compiles collector/native_batch.pyx when changed
 if [ ! -d node_modules/chart.js ] || [ ! -d node_modules/swagger-ui-dist ] || [ ! -d node_modules/@segment/analytics-node ] || [ ! -d node_modules/@segment/analytics-next ]; then npm ci --no-audit --no-fund --loglevel=error >/dev/null; fi  # dashboard charts, OpenAPI UI, Segment SDKs (tests)
 # browser SDK (GET /sdk.js): a build output, rebuilt when its sources change (esbuild pinned by sdk/js's lockfile)
 if [ ! -f sdk/js/dist/sdk.js ] || [ -n "$(find sdk/js/src sdk/js/package-lock.json -newer sdk/js/dist/sdk.js)" ]; then
