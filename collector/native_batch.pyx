@@ -18,8 +18,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.string cimport memcmp, memcpy
 
 cdef enum:
-    MAXF = 16      # fields of a struct the plan can describe
-    OUT_MAX = 4096  # bytes of one stored entry (the largest accepted event is far smaller)
+    MAXF = 16  # fields of a struct the plan can describe
+    OUT_MAX = 16384  # bytes of one stored entry: an event whose entry could be longer is declined
+    PSEUDO_MAX = 128  # bytes of a pseudonym's msgpack (they are DIGEST_CHARS long)
 
 # the envelope's slots: the fields of every catalog event (schemas/catalog.py ``Event``)
 cdef enum:
@@ -93,12 +94,14 @@ cdef class StructPlan:
 cdef class KindPlan:
     """One event kind: its tag, the row's constant name-and-version, a Check per slot."""
     cdef public bytes tag, head
+    cdef public Py_ssize_t reserve  # bytes its constant parts and payload defaults add
     cdef public list checks  # NSLOT entries, None where the kind has no such field
     cdef public bint session_end, no_payload
 
 
 cdef class Plan:
     cdef public list kinds
+    cdef public Py_ssize_t reserve  # the most any kind's constant parts add to an entry
     cdef int n
     cdef const char* ctag[64]
     cdef Py_ssize_t ctaglen[64]
@@ -106,10 +109,11 @@ cdef class Plan:
     cdef Py_ssize_t cslotlen[NSLOT]
     cdef list _keep
 
-    def __init__(self, list kinds):
-        if len(kinds) > 64:
-            raise ValueError("too many kinds")
+    def __init__(self, list kinds, Py_ssize_t reserve):
+        if len(kinds) > 64 or reserve > OUT_MAX // 2:
+            raise ValueError("too many kinds, or too long defaults")
         self.kinds = kinds
+        self.reserve = reserve
         self.n = len(kinds)
         self._keep = [s.encode() for s in SLOTS]
         for i in range(self.n):
@@ -500,6 +504,7 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
     cdef cp ve[NSLOT]
     cdef cp q
     cdef cp k
+    cdef cp start
     cdef Py_ssize_t kn, index = 0, grown = 0
     cdef int i, slot, kind_i
     cdef long long ts, ts_original, cts, epoch, last_epoch = 0, v
@@ -527,6 +532,7 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
         # 1. the object's fields, by slot
         if p >= end or p[0] != 123:
             return None
+        start = p
         for i in range(NSLOT):
             vs[i] = NULL
         p = ws(p + 1, end)
@@ -563,6 +569,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
                 p = ws(p + 1, end)
                 break
             return None
+        # its entry: at most twice its JSON (each value's msgpack is at most its text and a
+        # header), the kind's constant parts and defaults, and three pseudonyms
+        if 2 * (p - start) + plan.reserve + 3 * PSEUDO_MAX + 64 > OUT_MAX:
+            return None
         if index + 1 < count:
             if p >= end or p[0] != 44:
                 return None
@@ -597,7 +607,7 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
         if vs[S_USER] != NULL or vs[S_ANON] != NULL:
             return None  # a second actor: the Python path
         # 3. the checks and values
-        if not parse_uuid(vs[S_ID] + 1, ve[S_ID] - vs[S_ID] - 2, eid) or vs[S_ID][0] != 34:
+        if vs[S_ID][0] != 34 or not parse_uuid(vs[S_ID] + 1, ve[S_ID] - vs[S_ID] - 2, eid):
             return None
         c = <Check>kind.checks[S_VERSION]
         if not parse_int(vs[S_VERSION], ve[S_VERSION], &v) or not int_ok(c, v):
@@ -644,6 +654,8 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
             if found is None:
                 raw = village_key.decode("ascii")
                 pseudonym = digest(salt, raw).encode("ascii")
+                if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                    return None
                 w.p, w.n = buf, 0
                 put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
                 found = villages[village_key] = (
@@ -657,6 +669,8 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
                 session_mp = sessions.get(key)
                 if session_mp is None:
                     pseudonym = digest(salt, canonical_uuid(sid)).encode("ascii")
+                    if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                        return None
                     w.p, w.n = buf, 0
                     put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
                     session_mp = sessions[key] = PyBytes_FromStringAndSize(<char*>buf, w.n)
@@ -674,6 +688,8 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
                 session_alt = (<dict>pair[1]).get(key)
                 if session_alt is None:
                     pseudonym = digest(previous, canonical_uuid(sid)).encode("ascii")
+                    if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                        return None
                     w.p, w.n = buf, 0
                     put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
                     session_alt = pair[1][key] = PyBytes_FromStringAndSize(<char*>buf, w.n)
@@ -692,8 +708,6 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
             put_byte(&w, 0xc0)
         put_int(&w, received)
         put_bytes(&w, <bytes>found[0])
-        if ve[S_APP] - vs[S_APP] + ve[S_PLATFORM] - vs[S_PLATFORM] > 1024:
-            return None
         put_str(&w, vs[S_APP] + 1, ve[S_APP] - vs[S_APP] - 2)
         put_str(&w, vs[S_PLATFORM] + 1, ve[S_PLATFORM] - vs[S_PLATFORM] - 2)
         if have_session:
@@ -716,7 +730,7 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
         elif vs[S_PAYLOAD] == NULL:
             put_bytes(&w, (<Check>kind.checks[S_PAYLOAD]).struct.default)
         else:
-            if vs[S_PAYLOAD][0] != 123 or ve[S_PAYLOAD] - vs[S_PAYLOAD] > OUT_MAX // 2:
+            if vs[S_PAYLOAD][0] != 123:
                 return None
             if not put_payload(&w, (<Check>kind.checks[S_PAYLOAD]).struct, vs[S_PAYLOAD], ve[S_PAYLOAD]):
                 return None

@@ -30,6 +30,8 @@ _WORDS = re.compile(r"^\^\(([A-Za-z0-9_\-]+(?:\|[A-Za-z0-9_\-]+)*)\)\$$")
 # the envelope fields the compiled reader dereferences without a check: present and typed so
 _REQUIRED = {"event_id": mi.UUIDType, "event_version": mi.LiteralType, "ts_utc": mi.DateTimeType,
              "anon_village_id": mi.StrType, "app_version": mi.StrType, "platform": mi.StrType}
+# and those it reads as one type when present (or null)
+_OPTIONAL = {"client_ts": mi.DateTimeType, "session_id": mi.UUIDType}
 
 
 class Unsupported(ValueError):
@@ -94,6 +96,8 @@ def _check(tp: Any, required: bool, default: Any, payload: bool) -> Any:
     if isinstance(tp, mi.UUIDType):
         c.kind = native_batch.T_UUID
     elif isinstance(tp, mi.DateTimeType):
+        if tp.tz is False:  # naive times only: the reader takes times with an offset
+            raise Unsupported(tp)
         c.kind = native_batch.T_TIME
     elif isinstance(tp, mi.StrType):
         c.kind = native_batch.T_STR
@@ -185,8 +189,19 @@ def _kind(name: str, version: int, cls: type[Event]) -> Any:
         if f.name in ("user_id", "anonymous_id", "client_ts", "session_id") and not f.required \
                 and f.default is not None:
             raise Unsupported(f.name)
+        if f.name in _OPTIONAL:
+            members = tp.types if isinstance(tp, mi.UnionType) else (tp,)
+            typed = [m.type if isinstance(m, mi.Metadata) else m for m in members
+                     if not isinstance(m, mi.NoneType)]
+            if len(typed) != 1 or not isinstance(typed[0], _OPTIONAL[f.name]):
+                raise Unsupported(f.name)
+        if f.name == "event_version" and tuple(tp.values) != (version,):
+            raise Unsupported(f.name)  # the row stores the catalog's version: only that one
         checks[slot] = _check(f.type, f.required, None, payload=False)
     kind.checks = checks
+    payload = checks[native_batch.SLOTS.index("payload")]
+    kind.reserve = len(kind.head) + (0 if payload is None else len(payload.struct.default) + sum(
+        len(k) + len(c.default or b"") for k, c in zip(payload.struct.keys, payload.struct.checks)))
     return kind
 
 
@@ -205,4 +220,6 @@ def plan(catalog: dict[tuple[str, int], type[Event]], treated: bool) -> Any:
             kinds.append(_kind(name, keys[0][1], catalog[keys[0]]))
         except Unsupported:
             continue
-    return native_batch.Plan(kinds) if kinds else None
+    if not kinds:
+        return None
+    return native_batch.Plan(kinds, max(k.reserve for k in kinds))

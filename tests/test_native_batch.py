@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import random
 import re
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -28,8 +29,12 @@ from tests.test_collector_batch import _validators, _view
 
 
 def test_the_compiled_module_is_built() -> None:
-    """CI builds it (``pip install -e .`` compiles it); without it this file would test nothing."""
+    """CI builds it (``pip install -e .`` compiles it); without it this file would test nothing,
+    and a build older than its source would test the old code."""
     assert native_plan.native_batch is not None, "collector/native_batch.pyx is not compiled"
+    source = Path(__file__).parents[1] / "collector" / "native_batch.pyx"
+    assert Path(native_plan.native_batch.__file__).stat().st_mtime >= source.stat().st_mtime, \
+        "collector/native_batch.pyx changed since it was built: pip install -e ."
 
 
 # text mutations of one event's JSON: (pattern, replacement) applied once, at a random match
