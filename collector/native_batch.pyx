@@ -15,12 +15,14 @@ what it refuses nor store it differently.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memcmp, memcpy
 
 cdef enum:
     MAXF = 16  # fields of a struct the plan can describe
     OUT_MAX = 16384  # bytes of one stored entry: an event whose entry could be longer is declined
     PSEUDO_MAX = 128  # bytes of a pseudonym's msgpack (they are DIGEST_CHARS long)
+    HOURS_MAX = 250  # distinct dedup hours a Packed indexes (store.MAX_BUCKETS)
 
 # the envelope's slots: the fields of every catalog event (schemas/catalog.py ``Event``)
 cdef enum:
@@ -487,14 +489,170 @@ cdef str canonical_uuid(const unsigned char* b):
     return (<bytes>PyBytes_FromStringAndSize(out, 36)).decode("ascii")
 
 
+cdef class Packed:
+    """One shard's accepted events, kept as the append script takes them (``collector/store.py``):
+    the ids (16 bytes each) and the msgpack bodies each in one buffer, the dedup hours, and each
+    event's bucket among the distinct hours. A sequence of ``store.Encoded`` to everything else
+    (iterated, indexed, compared, appended to), so the store can send it as it is."""
+    cdef unsigned char* ids
+    cdef unsigned char* body
+    cdef Py_ssize_t* offs  # offs[i]: where event i's body starts; offs[n]: the end
+    cdef long long* hours
+    cdef unsigned char* slot  # per event, its hour's position among the distinct hours, from 1
+    cdef long long distinct[HOURS_MAX]
+    cdef public int ndistinct
+    cdef Py_ssize_t n, cap, body_n, body_cap
+
+    def __cinit__(self):
+        self.n = self.cap = self.body_n = self.body_cap = 0
+        self.ndistinct = 0
+        self.offs = <Py_ssize_t*>PyMem_Realloc(NULL, sizeof(Py_ssize_t))
+        if self.offs == NULL:
+            raise MemoryError()
+        self.offs[0] = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.ids)
+        PyMem_Free(self.body)
+        PyMem_Free(self.offs)
+        PyMem_Free(self.hours)
+        PyMem_Free(self.slot)
+
+    cdef int _grow(self, Py_ssize_t body_len) except -1:
+        cdef Py_ssize_t cap
+        if self.n == self.cap:
+            cap = 2 * self.cap + 16
+            self.ids = <unsigned char*>_realloc(self.ids, cap * 16)
+            self.offs = <Py_ssize_t*>_realloc(self.offs, (cap + 1) * sizeof(Py_ssize_t))
+            self.hours = <long long*>_realloc(self.hours, cap * sizeof(long long))
+            self.slot = <unsigned char*>_realloc(self.slot, cap)
+            self.cap = cap
+        if self.body_n + body_len > self.body_cap:
+            cap = 2 * self.body_cap + body_len + 1024
+            self.body = <unsigned char*>_realloc(self.body, cap)
+            self.body_cap = cap
+        return 0
+
+    cdef int add(self, const unsigned char* eid, const unsigned char* body, Py_ssize_t body_len,
+                 long long hour) except -1:
+        cdef int i
+        self._grow(body_len)
+        memcpy(self.ids + 16 * self.n, eid, 16)
+        memcpy(self.body + self.body_n, body, body_len)
+        self.body_n += body_len
+        self.offs[self.n + 1] = self.body_n
+        self.hours[self.n] = hour
+        for i in range(self.ndistinct):
+            if self.distinct[i] == hour:
+                self.slot[self.n] = i + 1
+                break
+        else:
+            if self.ndistinct < HOURS_MAX:
+                self.distinct[self.ndistinct] = hour
+                self.ndistinct += 1
+                self.slot[self.n] = self.ndistinct
+            else:
+                self.slot[self.n] = 0  # past HOURS_MAX: ``call_args`` then declines
+        self.n += 1
+        return 0
+
+    def append(self, tuple item):
+        """Add one ``store.Encoded`` (an event the per-event path stored after the batch's)."""
+        cdef bytes eid = item[0], body = item[1]
+        if PyBytes_GET_SIZE(eid) != 16:
+            raise ValueError("a stored event id is not 16 bytes")
+        self.add(<const unsigned char*>PyBytes_AS_STRING(eid), <const unsigned char*>PyBytes_AS_STRING(body),
+                 PyBytes_GET_SIZE(body), item[2])
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, Py_ssize_t i):
+        if i < 0:
+            i += self.n
+        if i < 0 or i >= self.n:
+            raise IndexError(i)
+        return (PyBytes_FromStringAndSize(<char*>self.ids + 16 * i, 16),
+                PyBytes_FromStringAndSize(<char*>self.body + self.offs[i], self.offs[i + 1] - self.offs[i]),
+                self.hours[i])
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            yield self[i]
+
+    def __eq__(self, other):
+        try:
+            return len(self) == len(other) and list(self) == list(other)
+        except TypeError:
+            return NotImplemented
+
+    def __repr__(self):
+        return f"Packed({list(self)!r})"
+
+    def call_args(self, Py_ssize_t max_events, int max_hours):
+        """``(distinct hours in order, where, ids, entry, lengths)`` for append.lua (see
+        ``store.EventStore.write``), or None when the events must be split into several calls."""
+        cdef Py_ssize_t i, k
+        cdef bytes where, lens
+        cdef char* out
+        cdef char digits_[24]
+        cdef Py_ssize_t v, nd
+        if self.n == 0 or self.n > max_events or self.n > 65535 or self.ndistinct > max_hours:
+            return None
+        for i in range(self.n):
+            if self.slot[i] == 0:
+                return None
+        where = PyBytes_FromStringAndSize(<char*>self.slot, self.n)
+        ids = PyBytes_FromStringAndSize(<char*>self.ids, 16 * self.n)
+        hlen = 1 if self.n < 16 else 3
+        entry = PyBytes_FromStringAndSize(NULL, hlen + self.body_n)
+        out = PyBytes_AS_STRING(entry)
+        if self.n < 16:
+            out[0] = <char>(0x90 | self.n)
+        else:
+            out[0] = <char>0xdc
+            out[1] = <char>(self.n >> 8)
+            out[2] = <char>(self.n & 255)
+        memcpy(out + hlen, self.body, self.body_n)
+        lens = PyBytes_FromStringAndSize(NULL, 21 * self.n)
+        out = PyBytes_AS_STRING(lens)
+        k = 0
+        for i in range(self.n):
+            if i:
+                out[k] = 44
+                k += 1
+            v = self.offs[i + 1] - self.offs[i]
+            nd = 0
+            while True:
+                digits_[nd] = <char>(48 + v % 10)
+                nd += 1
+                v //= 10
+                if v == 0:
+                    break
+            while nd:
+                nd -= 1
+                out[k] = digits_[nd]
+                k += 1
+        return ([self.distinct[i] for i in range(self.ndistinct)], where, ids, entry,
+                lens[:k].decode("ascii"))
+
+
+cdef void* _realloc(void* p, size_t n) except NULL:
+    cdef void* q = PyMem_Realloc(p, n)
+    if q == NULL:
+        raise MemoryError()
+    return q
+
+
 def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object digest,
          object shard_of, long long received, long long skew, long long limit, long long oldest,
          int shards, long long bucket_ms, long long period, long long grace):
     """The batch ``data`` (``[event,...]``, ``count`` events) as stored entries.
 
     Answers None (take the Python path), ``("salt", epoch, grown)`` (fetch that epoch's salt into
-    ``salts`` and call again), or ``(buckets, late, future, grown)``: per shard index the
-    ``store.Encoded`` entries in order, per shard the positions of events already late on arrival,
+    ``salts`` and call again), or ``(buckets, late, future, grown)``: per shard index its
+    ``Packed`` entries in order, per shard the positions of events already late on arrival,
     the indices of events in the future (the Python path words their rejection), and how many
     pseudonyms were added to ``memos`` (salt -> (villages, sessions)).
     """
@@ -519,10 +677,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
     cdef bytes salt = None, village_key, last_village = None, session_mp = None
     cdef dict villages = None, sessions = None
     cdef tuple found = None
-    cdef list buckets = [[] for _ in range(shards)]
+    cdef list buckets = [Packed() for _ in range(shards)]
     cdef list future = []
     cdef dict late = {}
-    cdef list bucket
+    cdef Packed bucket
     w.p = buf
     p = ws(p, end)
     if p >= end or p[0] != 91:
@@ -735,11 +893,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
             if not put_payload(&w, (<Check>kind.checks[S_PAYLOAD]).struct, vs[S_PAYLOAD], ve[S_PAYLOAD]):
                 return None
         shard = found[1]
-        bucket = buckets[shard]
+        bucket = <Packed>buckets[shard]
         if ts < oldest:
-            late.setdefault(shard, []).append(len(bucket))
-        bucket.append((PyBytes_FromStringAndSize(<char*>eid, 16),
-                       PyBytes_FromStringAndSize(<char*>buf, w.n), ts_original // bucket_ms))
+            late.setdefault(shard, []).append(bucket.n)
+        bucket.add(eid, buf, w.n, ts_original // bucket_ms)
         index += 1
     if p >= end or p[0] != 93 or ws(p + 1, end) != end:
         return None

@@ -12,6 +12,7 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import NoScriptError
 
+from collector.native_plan import native_batch
 from schemas import adjusted, keyspace
 from infra.connection import is_cluster
 from infra.pipelined import Pipelined
@@ -27,6 +28,8 @@ MAX_PER_ENTRY = 65_535  # array16 header in append.lua
 # ``encoded`` turns a StoredEvent (a dead-letter replay) into one.
 Encoded = tuple[bytes, bytes, int]
 MAX_BUCKETS = 250  # dedup buckets per script call (one byte per event names its bucket)
+# the compiled batch path's shard lists (``native_batch.Packed``): sent as they are
+PACKED: type | tuple[()] = native_batch.Packed if native_batch is not None else ()
 
 
 def encoded(ev: StoredEvent) -> Encoded:
@@ -107,6 +110,7 @@ class EventStore:
         # WAIT holds the connection it runs on, which every request of the process shares
         self.link = link if self.durable == "0" else None
         self.marker_ttl = settings.late_window_hours * 3600 + settings.future_margin_seconds
+        self._names: dict[tuple[int, int], str] = {}  # (shard, hour) -> its dedup bucket's key
 
     async def follow_settings(self) -> None:
         """Overlay the admin's run-time retention, re-read at most every ``REFRESH_S`` seconds."""
@@ -116,6 +120,15 @@ class EventStore:
         self._followed_at = now
         overrides = adjusted.parse(await self.redis.hgetall(keyspace.ADJUSTED_SETTINGS))
         self.settings = adjusted.overlay(self.base_settings, overrides)
+
+    def _bucket(self, shard: int, hour: int) -> str:
+        """``keyspace.dedup_bucket``, remembered: a process writes the same few hours' buckets."""
+        name = self._names.get((shard, hour))
+        if name is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            name = self._names[(shard, hour)] = keyspace.dedup_bucket(shard, hour)
+        return name
 
     def _minid(self) -> str:
         """Trim the stream as it grows only when there is no archive: with one, events leave the
@@ -143,6 +156,14 @@ class EventStore:
         for shard, events in by_shard.items():
             if not events:
                 continue
+            if isinstance(events, PACKED):
+                packed = events.call_args(MAX_PER_ENTRY, MAX_BUCKETS)
+                if packed is not None:  # the usual case: one call, its arguments built in C
+                    hours, where, ids, body, lens = packed
+                    keys = [keyspace.stream(shard), *(self._bucket(shard, h) for h in hours)]
+                    calls.append((shard, len(keys), [*keys, ttl, minid, where, ids, body, lens, self.durable]))
+                    continue
+                events = list(events)
             # a shard's list is of one kind: Encoded from the validator, StoredEvent from a replay
             items = [encoded(e) for e in events] if isinstance(events[0], StoredEvent) else events
             for chunk in _chunks(items):  # type: ignore[arg-type]
@@ -152,8 +173,8 @@ class EventStore:
                     raise ValueError("a stored event id is not 16 bytes")
                 # hour -> its bucket's position among the keys, in order of first appearance
                 slots = {h: i for i, h in enumerate(dict.fromkeys(hours), 1)}
-                where = bytes(map(slots.__getitem__, hours))
-                keys = [keyspace.stream(shard), *(keyspace.dedup_bucket(shard, h) for h in slots)]
+                where = b"\x01" * len(hours) if len(slots) == 1 else bytes(map(slots.__getitem__, hours))
+                keys = [keyspace.stream(shard), *(self._bucket(shard, h) for h in slots)]
                 calls.append((shard, len(keys), [
                     *keys, ttl, minid, where, ids,
                     entry(bodies), ",".join(map(str, map(len, bodies))), self.durable,

@@ -229,3 +229,29 @@ def test_a_batch_needing_two_salts_is_taken_and_matches() -> None:
         assert any(ev.session_alt for ev in stored)  # the previous epoch's salt was used too
 
     asyncio.run(main())
+
+
+def test_a_packed_shard_gives_the_store_what_its_entries_would() -> None:
+    """``Packed.call_args`` against the store's generic path over the same ``Encoded`` entries:
+    the same ids, entry, lengths, bucket bytes and hours (up to the limits, then None)."""
+    from collector.native_batch import Packed
+    from collector.store import MAX_BUCKETS, MAX_PER_ENTRY, entry
+
+    rng = random.Random(3)
+    for n, hours in [(1, 1), (15, 1), (16, 2), (300, 5), (1000, 250), (1000, 251)]:
+        packed = Packed()
+        items = [(rng.randbytes(16), rng.randbytes(rng.randint(1, 300)), 490_000 + rng.randrange(hours))
+                 for _ in range(n)]
+        for item in items:
+            packed.append(item)
+        assert list(packed) == items and packed == items and len(packed) == n
+        got = packed.call_args(MAX_PER_ENTRY, MAX_BUCKETS)
+        distinct = list(dict.fromkeys(h for _, _, h in items))
+        if len(distinct) > MAX_BUCKETS:
+            assert got is None
+            continue
+        slots = {h: i for i, h in enumerate(distinct, 1)}
+        assert got == (distinct, bytes(slots[h] for _, _, h in items), b"".join(i for i, _, _ in items),
+                       entry([b for _, b, _ in items]), ",".join(str(len(b)) for _, b, _ in items))
+    assert Packed().call_args(MAX_PER_ENTRY, MAX_BUCKETS) is None
+    assert packed[-1] == items[-1] and packed[0] == items[0]
