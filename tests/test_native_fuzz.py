@@ -14,6 +14,7 @@ import random
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from schemas.settings import Settings
 from scripts.simulate import generate
@@ -127,3 +128,121 @@ def test_byte_mutated_batches(env: dict[str, str], rng: random.Random) -> None:
 
     asyncio.run(main())
     assert taken > (100 if "ANALYTICS_PROFILE" in env else 800), taken
+
+
+# -- structured: valid-looking events whose every value is drawn at the edges of the catalog ----
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=127), max_size=140)
+_TOKENISH = st.text(st.sampled_from("abcxyzXYZ019_.:-+"), min_size=0, max_size=140)
+_ODD = st.text(st.sampled_from("abc19_.:-+/ \x7f\"\\"), max_size=5)
+
+
+def _jstr(s: str) -> str:
+    return msgspec.json.encode(s).decode()
+
+
+def _time(d: st.DrawFn) -> str:
+    y = d(st.sampled_from([1, 1969, 1970, 2000, 2024, 2025, 2025, 2025, 2100, 9999]))
+    if d(st.booleans()):
+        mo, day, h, mi_, s = 9, 14, 10, 0, 0
+    else:
+        mo, day = d(st.integers(0, 13)), d(st.sampled_from([0, 1, 15, 28, 29, 30, 31, 32]))
+        h, mi_, s = d(st.integers(0, 24)), d(st.sampled_from([0, 30, 59, 60])), d(st.sampled_from([0, 59, 60]))
+    frac = d(st.sampled_from(["", ".", ".0", ".5", ".999", ".123456", ".1234567", ".9999995"]))
+    off = d(st.sampled_from(["Z", "Z", "Z", "z", "+00:00", "-00:00", "+23:59", "-23:59", "+24:00", "+05:60",
+                             "+0530", "", "+05:30:00", "Z\n"]))
+    sep = d(st.sampled_from(["T", "T", "T", "T", "t", " "]))
+    return f"{y:04d}-{mo:02d}-{day:02d}{sep}{h:02d}:{mi_:02d}:{s:02d}{frac}{off}"
+
+
+def _uuid(d: st.DrawFn) -> str:
+    u = d(st.uuids())
+    return d(st.sampled_from([str(u), str(u), str(u), str(u).upper(), u.hex, "{" + str(u) + "}", "urn:uuid:" + str(u),
+                              str(u)[:-1], str(u) + "0"]))
+
+
+_INTS = st.sampled_from([0, 1, -1, 2, 127, 128, 255, 256, 65535, 65536, 2**31, 2**32, 2**53,
+                         10**17, 10**18 - 1, 10**18, 2**63 - 1, -(2**63), 2**64,
+                         604_800_000, 604_800_001, -33, -129, -32769])
+
+
+@st.composite
+def _value(d: st.DrawFn, field: str) -> str:
+    if d(st.integers(0, 19)) == 0:
+        return d(st.sampled_from(["null", "true", "false", "{}", "1.0", "-0", "01", "1e2", '""']))
+    if field in ("event_id", "session_id"):
+        return _jstr(_uuid(d))
+    if field in ("ts_utc", "client_ts") and d(st.integers(0, 3)):
+        return _jstr(_time(d))
+    if field == "event_version":
+        return d(st.sampled_from(["1", "2", "0", "-1", "1.0", '"1"']))
+    if field in ("duration_ms", "tokens", "results"):
+        return str(d(_INTS))
+    if field in ("resumed", "success"):
+        return d(st.sampled_from(["true", "false", "1", '"true"']))
+    if field in ("kind", "reason"):
+        return _jstr(d(st.sampled_from(["heartbeat", "daily", "quit", "timeout", "background", "Daily",
+                                        "daily ", "dail", "quitquit", ""])))
+    return _jstr(d(st.one_of(_TOKENISH, _TOKENISH, _TOKENISH, _ASCII, _ODD)))
+
+
+@st.composite
+def _event_text(d: st.DrawFn, base: dict) -> str:  # type: ignore[type-arg]
+    fields = {k: msgspec.json.encode(v).decode() for k, v in base.items() if k != "payload"}
+    payload = {k: msgspec.json.encode(v).decode() for k, v in (base.get("payload") or {}).items()}
+    for _ in range(d(st.sampled_from([0, 0, 1, 1, 2]))):
+        name = d(st.sampled_from(sorted(set(fields) - {"event_name"}) + ["client_ts", "session_id"]))
+        fields[name] = d(_value(name))
+    for _ in range(d(st.sampled_from([0, 0, 1, 2]))):
+        name = d(st.sampled_from(["kind", "reason", "duration_ms", "resumed", "command", "success",
+                                  "dialogue_id", "feature", "code", "content_type"]))
+        payload[name] = d(_value(name))
+    if d(st.integers(0, 4)) and "payload" in base:
+        fields["payload"] = "{" + ",".join(f"{_jstr(k)}:{v}" for k, v in payload.items()) + "}"
+    items = list(fields.items())
+    if d(st.booleans()):
+        items = d(st.permutations(items))
+    return "{" + ",".join(f"{_jstr(k)}:{v}" for k, v in items) + "}"
+
+
+_EVENTS: dict[str, list[dict]] = {}  # type: ignore[type-arg]
+_VALIDATORS: dict[str, tuple] = {}  # type: ignore[type-arg]
+
+
+def _setup(profile: str) -> tuple:  # type: ignore[type-arg]
+    if profile not in _VALIDATORS:
+        from schemas import profiles
+        from scripts.seed_traffic import profile_events
+
+        env = {"ANALYTICS_PROFILE": profile, "SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "2"}
+        settings = Settings.from_env(env)
+        native, _ = _validators(settings)
+        python, _ = _validators(settings)
+        python.native = None
+        now = 1_763_900_000_000
+        if profile == "seed003":
+            events = generate(5, 30, now - 30 * 3_600_000, now, 7)
+        else:
+            events = profile_events(profiles.load(profile), actors=10, count=200,
+                                    start_ms=now - 30 * 3_600_000, end_ms=now, seed=7)
+        _VALIDATORS[profile] = (native, python, events)
+    return _VALIDATORS[profile]
+
+
+@hsettings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.sampled_from(["seed003", "seed003", "seed004"]))
+def test_edge_valued_events(data: st.DataObject, profile: str) -> None:
+    native, python, events = _setup(profile)
+    now = 1_763_900_000_000
+    start = data.draw(st.integers(0, len(events) - 4))
+    texts = [data.draw(_event_text(e)) for e in events[start : start + data.draw(st.integers(1, 4))]]
+    raw = _raw(texts)
+    if raw is None:
+        return
+    skew = data.draw(st.sampled_from([0, 1, -86_400_000]))
+
+    async def main() -> None:
+        took = await native._native(b"[" + b",".join(raw) + b"]", raw, now, skew, None)
+        if took is not None:
+            assert _view(took) == _view(await python.run(raw, now, skew)), texts
+
+    asyncio.run(main())
