@@ -40,6 +40,11 @@ cdef enum:
     S_PAYLOAD = 11
     NSLOT = 12
 
+# what a plan may hold (``native_plan`` leaves out what exceeds them; the classes raise)
+MAX_KINDS = 64
+MAX_FIELDS = 15  # a payload's fields: a fixmap header, and at most MAXF
+MAX_RESERVE = OUT_MAX // 2  # bytes a kind's constant parts and defaults may add to an entry
+
 SLOTS = ("event_id", "event_name", "event_version", "ts_utc", "client_ts", "anon_village_id",
          "session_id", "app_version", "platform", "user_id", "anonymous_id", "payload")
 
@@ -84,7 +89,7 @@ cdef class StructPlan:
     cdef Py_ssize_t clen[MAXF]
 
     def __init__(self, list names, list checks, list keys, bytes default):
-        if len(names) > MAXF or len(names) > 15:  # a fixmap header
+        if len(names) > MAXF or len(names) > MAX_FIELDS:
             raise ValueError("too many fields")
         self.names, self.checks, self.keys, self.default = names, checks, keys, default
         self.n = len(names)
@@ -112,7 +117,7 @@ cdef class Plan:
     cdef list _keep
 
     def __init__(self, list kinds, Py_ssize_t reserve):
-        if len(kinds) > 64 or reserve > OUT_MAX // 2:
+        if len(kinds) > MAX_KINDS or reserve > MAX_RESERVE:
             raise ValueError("too many kinds, or too long defaults")
         self.kinds = kinds
         self.reserve = reserve

@@ -142,6 +142,8 @@ def _payload(cls: type) -> Any:
         raise Unsupported(cls)
     if cls.__struct_config__.omit_defaults or not batch_decoder.plain_payload(cls):
         raise Unsupported(cls)
+    if len(info.fields) > native_batch.MAX_FIELDS or hasattr(cls, "__post_init__"):
+        raise Unsupported(cls)  # too wide for the plan; or a check msgspec runs on decode
     names, checks, keys = [], [], []
     for f in info.fields:
         if f.encode_name != f.name or not f.name.isascii():
@@ -166,7 +168,10 @@ def _kind(name: str, version: int, cls: type[Event]) -> Any:
     kind.session_end = name == "session_end"
     checks: list[Any] = [None] * len(native_batch.SLOTS)
     kind.no_payload = True
-    for f in mi.type_info(cls).fields:
+    fields = mi.type_info(cls).fields
+    if hasattr(cls, "__post_init__") or not {*_REQUIRED, "event_name"} <= {f.name for f in fields}:
+        raise Unsupported(name)  # a check msgspec runs on decode; a slot the reader reads blindly
+    for f in fields:
         if f.name not in native_batch.SLOTS or f.encode_name != f.name:
             raise Unsupported(f.name)  # a field the stored row does not take: not mirrored
         if f.name == "event_name":
@@ -202,6 +207,8 @@ def _kind(name: str, version: int, cls: type[Event]) -> Any:
     payload = checks[native_batch.SLOTS.index("payload")]
     kind.reserve = len(kind.head) + (0 if payload is None else len(payload.struct.default) + sum(
         len(k) + len(c.default or b"") for k, c in zip(payload.struct.keys, payload.struct.checks)))
+    if kind.reserve > native_batch.MAX_RESERVE:
+        raise Unsupported(name)  # its entries could outgrow the reader's buffer
     return kind
 
 
@@ -220,6 +227,7 @@ def plan(catalog: dict[tuple[str, int], type[Event]], treated: bool) -> Any:
             kinds.append(_kind(name, keys[0][1], catalog[keys[0]]))
         except Unsupported:
             continue
+    kinds = kinds[: native_batch.MAX_KINDS]  # the others take the Python path
     if not kinds:
         return None
     return native_batch.Plan(kinds, max(k.reserve for k in kinds))
