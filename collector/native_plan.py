@@ -25,8 +25,10 @@ try:
 except ImportError:  # not compiled here: the Python path only
     native_batch = None  # type: ignore[assignment]
 
-_CLASS = re.compile(r"^\^\[((?:\\.|[^\]\\])+)\](?:\{(\d+),(\d+)\}|(\+)|(\*))\$$")
-_WORDS = re.compile(r"^\^\(([A-Za-z0-9_\-]+(?:\|[A-Za-z0-9_\-]+)*)\)\$$")
+# the catalog's pattern shapes, ending in ``(?!\n)$`` (the string's end: schemas/catalog.py) or in
+# ``$`` alone (which also admits a final newline: the reader declines control characters anyway)
+_CLASS = re.compile(r"^\^\[((?:\\.|[^\]\\])+)\](?:\{(\d+),(\d+)\}|(\+)|(\*))(?:\(\?!\\n\))?\$$")
+_WORDS = re.compile(r"^\^\(([A-Za-z0-9_\-]+(?:\|[A-Za-z0-9_\-]+)*)\)(?:\(\?!\\n\))?\$$")
 # the envelope fields the compiled reader dereferences without a check: present and typed so
 _REQUIRED = {"event_id": mi.UUIDType, "event_version": mi.LiteralType, "ts_utc": mi.DateTimeType,
              "anon_village_id": mi.StrType, "app_version": mi.StrType, "platform": mi.StrType}

@@ -3,7 +3,9 @@
 The JSON Schema documents in ``schemas/events/`` are generated from these structs
 (``python -m schemas.export``) and checked in; ``tests/test_catalog.py`` fails when they drift.
 Payload structs list the allowed fields: anything else a client sends is dropped on decode.
-Strings are constrained to identifier-like patterns so no free-form text is accepted.
+Strings are constrained to identifier-like patterns so no free-form text is accepted. Each pattern
+ends in ``(?!\n)$``: the end of the string both for Python's ``re`` (where ``$`` alone also matches
+before a final newline, so ``"ios\n"`` would pass) and for JSON Schema's ECMA-262 regexes.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ Timestamp = Annotated[
     datetime,
     msgspec.Meta(tz=True, description="RFC 3339 timestamp with an offset, e.g. 2025-09-14T10:00:00Z"),
 ]
-Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,64}(?!\n)$")]
 ActorId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Version = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z.+\-]{1,32}$")]
-Platform = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_\-]{1,16}$")]
+Version = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z.+\-]{1,32}(?!\n)$")]
+Platform = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_\-]{1,16}(?!\n)$")]
 
 
 # -- payloads: the allow-list of fields per event --------------------------------------------
 class VillageActivePayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
-    kind: Annotated[str, msgspec.Meta(pattern=r"^(heartbeat|daily)$")] = "heartbeat"
+    kind: Annotated[str, msgspec.Meta(pattern=r"^(heartbeat|daily)(?!\n)$")] = "heartbeat"
 
 
 class SessionStartPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
@@ -34,7 +36,7 @@ class SessionStartPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=T
 
 
 class SessionEndPayload(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
-    reason: Annotated[str, msgspec.Meta(pattern=r"^(background|timeout|quit)$")] = "quit"
+    reason: Annotated[str, msgspec.Meta(pattern=r"^(background|timeout|quit)(?!\n)$")] = "quit"
     duration_ms: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400_000)] | None = None
 
 

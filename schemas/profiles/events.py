@@ -13,8 +13,8 @@ import msgspec
 
 from schemas.catalog import Event, SessionEnd, SessionStart, Token
 
-PagePath = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_\-./]{0,127}$")]
-PageName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-./]{1,128}$")]  # a path or a screen name
+PagePath = Annotated[str, msgspec.Meta(pattern=r"^/[A-Za-z0-9_\-./]{0,127}(?!\n)$")]
+PageName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-./]{1,128}(?!\n)$")]  # a path or a screen name
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
