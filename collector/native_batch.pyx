@@ -398,51 +398,61 @@ cdef inline void put_str(W* w, const void* s, Py_ssize_t n) noexcept:
     put_raw(w, s, n)
 
 
-cdef bint put_payload(W* w, StructPlan sp, cp p, cp end) noexcept:
-    """The payload object at ``p`` as msgspec encodes its struct: every field, in order."""
-    cdef cp vs[MAXF]
-    cdef cp ve[MAXF]
+cdef cp read_fields(cp p, cp end, const char** names, Py_ssize_t* lens, int n, cp* vs, cp* ve,
+                    int depth) noexcept:
+    """The object at ``p`` (its ``{``): each field's value span by the field's index among
+    ``names``; the position after its ``}``, or NULL (malformed, a field not among ``names``, or
+    a field twice)."""
     cdef cp q
     cdef cp k
     cdef Py_ssize_t kn
     cdef int i, found
-    cdef long long v
-    cdef Check c
-    for i in range(sp.n):
+    for i in range(n):
         vs[i] = NULL
     p = ws(p + 1, end)
     if p < end and p[0] == 125:
-        p = NULL  # {}: every field defaulted
-    while p != NULL:
+        return p + 1
+    while True:
         if p >= end or p[0] != 34:
-            return False
+            return NULL
         k = p + 1
         q = string_end(k, end)
         if q == NULL:
-            return False
+            return NULL
         kn = q - k
         found = -1
-        for i in range(sp.n):
-            if sp.clen[i] == kn and memcmp(sp.cname[i], k, kn) == 0:
+        for i in range(n):
+            if lens[i] == kn and memcmp(names[i], k, kn) == 0:
                 found = i
                 break
         if found < 0 or vs[found] != NULL:
-            return False  # a field the struct does not declare (dropped by msgspec), or twice
+            return NULL
         p = ws(q + 1, end)
         if p >= end or p[0] != 58:
-            return False
+            return NULL
         p = ws(p + 1, end)
-        q = skip_value(p, end, 2)
+        q = skip_value(p, end, depth)
         if q == NULL:
-            return False
+            return NULL
         vs[found], ve[found] = p, q
         p = ws(q, end)
         if p < end and p[0] == 44:
             p = ws(p + 1, end)
-        elif p < end and p[0] == 125:
-            p = NULL
-        else:
-            return False
+            continue
+        if p < end and p[0] == 125:
+            return p + 1
+        return NULL
+
+
+cdef bint put_payload(W* w, StructPlan sp, cp p, cp end) noexcept:
+    """The payload object at ``p`` as msgspec encodes its struct: every field, in order."""
+    cdef cp vs[MAXF]
+    cdef cp ve[MAXF]
+    cdef int i
+    cdef long long v
+    cdef Check c
+    if read_fields(p, end, sp.cname, sp.clen, sp.n, vs, ve, 2) == NULL:
+        return False  # malformed, a field the struct does not declare (msgspec drops it), or twice
     put_byte(w, 0x80 | sp.n)
     for i in range(sp.n):
         c = <Check>sp.checks[i]
@@ -696,42 +706,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
         if p >= end or p[0] != 123:
             return None
         start = p
-        for i in range(NSLOT):
-            vs[i] = NULL
-        p = ws(p + 1, end)
-        if p < end and p[0] == 125:
-            return None  # {}: the Python path words what is missing
-        while True:
-            if p >= end or p[0] != 34:
-                return None
-            k = p + 1
-            q = string_end(k, end)
-            if q == NULL:
-                return None
-            kn = q - k
-            slot = -1
-            for i in range(NSLOT):
-                if plan.cslotlen[i] == kn and memcmp(plan.cslot[i], k, kn) == 0:
-                    slot = i
-                    break
-            if slot < 0 or vs[slot] != NULL:
-                return None
-            p = ws(q + 1, end)
-            if p >= end or p[0] != 58:
-                return None
-            p = ws(p + 1, end)
-            q = skip_value(p, end, 1)
-            if q == NULL:
-                return None
-            vs[slot], ve[slot] = p, q
-            p = ws(q, end)
-            if p < end and p[0] == 44:
-                p = ws(p + 1, end)
-                continue
-            if p < end and p[0] == 125:
-                p = ws(p + 1, end)
-                break
+        p = read_fields(p, end, plan.cslot, plan.cslotlen, NSLOT, vs, ve, 1)
+        if p == NULL:
             return None
+        p = ws(p, end)
         # its entry: at most twice its JSON (each value's msgpack is at most its text and a
         # header), the kind's constant parts and defaults, and three pseudonyms
         if 2 * (p - start) + plan.reserve + 3 * PSEUDO_MAX + 64 > OUT_MAX:

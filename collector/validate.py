@@ -46,7 +46,9 @@ def _located(index: int, exc: Exception) -> str:
 
 @dataclass
 class Outcome:
-    by_shard: dict[int, list[Encoded]] = field(default_factory=dict)  # in request order
+    # in request order: a list, or from the compiled path a ``native_batch.Packed`` (the same
+    # sequence of Encoded, kept as the append script takes it)
+    by_shard: dict[int, list[Encoded]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     # per shard, the positions in by_shard[shard] of events already past the late window on
     # arrival: stored (and kept aside by the workers), but never counted; the answer says how many

@@ -175,7 +175,7 @@ def test_compiled_path_matches_the_python_path(profile: str, rng: random.Random)
     asyncio.run(main())
     # the compiled path was exercised, not only declined (seed 004's page views and AI requests
     # carry fields it does not mirror: the batches holding one take the Python path)
-    assert taken > (200 if profile == "seed003" else 20), taken
+    assert taken > (200 if profile == "seed003" else 5), taken  # seed 004: ~10-40 of 700
     if profile == "seed003":
         assert declined_valid == 0  # every unmutated batch of the default catalog is taken
 
