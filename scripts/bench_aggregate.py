@@ -70,7 +70,7 @@ def stored_entries(events: list[dict[str, Any]], shards: int, batch: int = 100) 
 def prefill(r: redis.Redis, entries: list[tuple[int, bytes, int]]) -> None:
     from schemas import keyspace
 
-    r.flushdb()
+    r.execute_command(*bc.FLUSH)
     for i in range(0, len(entries), 500):
         pipe = r.pipeline(transaction=False)
         for shard, body, n in entries[i : i + 500]:
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entries = stored_entries(events, shards)
         r = redis.Redis.from_url(url)
         for run in range(args.runs):
-            r.flushdb()
+            r.execute_command(*bc.FLUSH)
             startup, _, _ = run_workers(env, 1)
             results["startup"].append(startup)
             prefill(r, entries)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rss_one.append(rss[0])
             # two processes starting at once on a shared machine start slower than one: without a
             # steady rate (tiny runs), their own start-up (a burst of two on empty streams) is subtracted
-            r.flushdb()
+            r.execute_command(*bc.FLUSH)
             startup2, _, _ = run_workers(env, 2)
             results["startup2"].append(startup2)
             prefill(r, entries)

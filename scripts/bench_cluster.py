@@ -65,7 +65,7 @@ def measure(kind: str, args: argparse.Namespace, bodies_path: str, lua_path: str
         with bc.running(svc):
             run_wrk(svc.port or 0, bodies_path, lua_path, 2.0, args.connections, 1, 240)  # warm-up
             for run in range(args.runs):
-                client.flushdb()
+                client.execute_command(*bc.FLUSH)
                 res = run_wrk(svc.port or 0, bodies_path, lua_path, args.seconds, args.connections, 1, 16 * run)
                 n = stored(client, settings.stream_shards)
                 ingest.append(res["ok"] * 100 / res["seconds"])

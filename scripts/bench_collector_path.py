@@ -80,7 +80,7 @@ async def measure(url: str, bodies: list[bytes], windows: int, per_window: int, 
             validate.append((t1 - t0) / n * 1e6)
             write.append((t3 - t2) / n * 1e6)
             server.append((s1 - s0) / n * 1e6)
-        await client.flushdb()
+        await client.execute_command(*bc.FLUSH)
     limiter = RateLimiter(client, settings, pseudo, link)
     subjects = [("ip", "192.0.2.1"), ("subject", bc.WRITE_KEY)]
     await limiter.over(subjects, int(time.time() * 1000))

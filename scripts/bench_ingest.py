@@ -196,7 +196,7 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
         for by_shard in staged for shard, evs in by_shard.items()
     ]
     r = redis.Redis.from_url(url)
-    r.flushdb()
+    r.execute_command(*bc.FLUSH)
     per_batch = len(entries) / len(staged)
     count_field, events_field = keyspace.ENTRY_COUNT, keyspace.ENTRY_EVENTS
     rates = []
@@ -212,7 +212,7 @@ def ceilings(url: str, bodies: list[bytes], seconds: float, runs: int = 3) -> di
                 i += 1
             pipe.execute()
         rates.append(sent / (time.perf_counter() - t0))
-        r.flushdb()
+        r.execute_command(*bc.FLUSH)
     r.close()
     return {"raw_xadd_eps": bc.median(rates), "core_no_http_eps": core_n / core_s}
 
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with bc.running(svc):
             load(min(2.0, args.seconds), 240)  # warm-up: imports, salts, connection pools
             for run in range(args.runs):
-                r.flushdb()
+                r.execute_command(*bc.FLUSH)
                 c0, s0 = bc.cpu_seconds(svc.pid), bc.cpu_seconds(server_pid)
                 res = load(args.seconds, 16 * run)
                 res["collector_cpu_s"] = bc.cpu_seconds(svc.pid) - c0
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             peak_eps = bc.median([x["eps"] for x in peaks])
             half_rps = peak_eps / 2 / per
             for run in range(args.runs):
-                r.flushdb()
+                r.execute_command(*bc.FLUSH)
                 res = run_loadgen(svc.port or 0, bodies_path, "open", args.latency_seconds, 1, 4,
                                   half_rps, 100 + run)
                 res["eps"] = res["ok"] * per / res["seconds"]
@@ -289,11 +289,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 out = os.path.join(args.profile, "collector.pyspy.txt")
                 spy = bc.pyspy_start(svc.pid, args.seconds, out)
                 if spy is not None:
-                    r.flushdb()
+                    r.execute_command(*bc.FLUSH)
                     load(args.seconds + 1, 200)
                     spy.wait()
                     prof = bc.summarize_collapsed(out)
-        r.flushdb()
+        r.execute_command(*bc.FLUSH)
         ceil = ceilings(url, bodies, args.ceiling_seconds, max(1, args.runs))
         r.close()
     shutil.rmtree(tmp, ignore_errors=True)

@@ -36,7 +36,7 @@ def fill(r: redis.Redis, shards: int, days: list[date], villages: int, seed: int
     from schemas.sketch import Sketch
 
     rng = random.Random(seed)
-    r.flushdb()
+    r.execute_command(*bc.FLUSH)
     for d in days:
         day = d.isoformat()
         pipe = r.pipeline(transaction=False)
