@@ -7,7 +7,7 @@ it and writes each accepted event's compact ``StoredEvent`` msgpack itself, byte
 ``Validator._batch`` writes, without making Python objects of the fields.
 
 It reads a strict subset of JSON only: ASCII strings without escapes, canonical UUIDs,
-``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM)`` times, integers without fraction or exponent, no
+``YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+HH:MM|-HH:MM)`` times, integers without fraction or exponent, no
 arrays, no field the kind does not declare, no field twice, no second actor id. Anything else
 answers ``None`` and the batch takes the Python path, which stays the reference (and the oracle of
 ``tests/test_native_batch.py``): this module may decline what that path accepts, never accept
