@@ -161,28 +161,7 @@ cdef cp skip_value(cp p, cp end, int depth) noexcept:
     if p[0] == 123:  # {
         if depth > 2:
             return NULL
-        p = ws(p + 1, end)
-        if p < end and p[0] == 125:
-            return p + 1
-        while True:
-            if p >= end or p[0] != 34:
-                return NULL
-            q = string_end(p + 1, end)
-            if q == NULL:
-                return NULL
-            p = ws(q + 1, end)
-            if p >= end or p[0] != 58:
-                return NULL
-            p = skip_value(ws(p + 1, end), end, depth + 1)
-            if p == NULL:
-                return NULL
-            p = ws(p, end)
-            if p < end and p[0] == 44:
-                p = ws(p + 1, end)
-                continue
-            if p < end and p[0] == 125:
-                return p + 1
-            return NULL
+        return read_fields(p, end, NULL, NULL, -1, NULL, NULL, depth + 1)
     if p[0] == 116:  # true
         return p + 4 if end - p >= 4 and memcmp(p, b"true", 4) == 0 else NULL
     if p[0] == 102:
@@ -402,7 +381,7 @@ cdef cp read_fields(cp p, cp end, const char** names, Py_ssize_t* lens, int n, c
                     int depth) noexcept:
     """The object at ``p`` (its ``{``): each field's value span by the field's index among
     ``names``; the position after its ``}``, or NULL (malformed, a field not among ``names``, or
-    a field twice)."""
+    a field twice). ``n < 0``: any fields, none recorded (``skip_value``)."""
     cdef cp q
     cdef cp k
     cdef Py_ssize_t kn
@@ -425,7 +404,7 @@ cdef cp read_fields(cp p, cp end, const char** names, Py_ssize_t* lens, int n, c
             if lens[i] == kn and memcmp(names[i], k, kn) == 0:
                 found = i
                 break
-        if found < 0 or vs[found] != NULL:
+        if n >= 0 and (found < 0 or vs[found] != NULL):
             return NULL
         p = ws(q + 1, end)
         if p >= end or p[0] != 58:
@@ -434,7 +413,8 @@ cdef cp read_fields(cp p, cp end, const char** names, Py_ssize_t* lens, int n, c
         q = skip_value(p, end, depth)
         if q == NULL:
             return NULL
-        vs[found], ve[found] = p, q
+        if n >= 0:
+            vs[found], ve[found] = p, q
         p = ws(q, end)
         if p < end and p[0] == 44:
             p = ws(p + 1, end)
