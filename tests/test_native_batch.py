@@ -23,9 +23,20 @@ from hypothesis import given, settings as hsettings, strategies as st
 from collector import native_plan
 from schemas.catalog import Batch, StoredEvent
 from schemas.days import to_ms
+from collector.validate import Validator
 from schemas.settings import Settings
 from scripts.simulate import generate
 from tests.test_collector_batch import _validators, _view
+
+
+def native_and_python(settings: Settings) -> tuple[Validator, Validator]:
+    """Two validators on the same fixed salts: one that takes the compiled path first, one with
+    the Python path only (the oracle)."""
+    native, _ = _validators(settings)
+    python, _ = _validators(settings)
+    python.native = None
+    assert native.native is not None
+    return native, python
 
 
 def test_the_compiled_module_is_built() -> None:
@@ -131,10 +142,7 @@ def test_compiled_path_matches_the_python_path(profile: str, rng: random.Random)
 
     env = {"SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "12", "ANALYTICS_PROFILE": profile}
     settings = Settings.from_env(env)
-    native, _ = _validators(settings)
-    python, _ = _validators(settings)
-    python.native = None
-    assert native.native is not None
+    native, python = native_and_python(settings)
     now = 1_763_900_000_000
     if profile == "seed003":
         events = generate(40, 80, now - 30 * 3_600_000, now + 3_600_000, rng.randrange(1 << 30))
@@ -211,9 +219,7 @@ def test_a_batch_needing_two_salts_is_taken_and_matches() -> None:
     """Events on both sides of a salt rotation, and session ends in the grace after it: the reader
     asks for each epoch's salt, then answers as the Python path does."""
     settings = Settings.from_env({"SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "12"})
-    native, _ = _validators(settings)
-    python, _ = _validators(settings)
-    python.native = None
+    native, python = native_and_python(settings)
     day = 86_400_000
     now = (1_763_900_000_000 // day) * day + 3 * 3_600_000  # 03:00 UTC: just after a rotation
     events = generate(10, 40, now - 8 * 3_600_000, now, 11)

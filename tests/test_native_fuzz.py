@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from schemas.settings import Settings
 from scripts.simulate import generate
-from tests.test_collector_batch import _validators, _view
-from tests.test_native_batch import _raw
+from tests.test_collector_batch import _view
+from tests.test_native_batch import _raw, native_and_python
 
 TOKENS = [
     b"9223372036854775807", b"-9223372036854775808", b"999999999999999999", b"-999999999999999999",
@@ -78,10 +78,7 @@ def test_byte_mutated_batches(env: dict[str, str], rng: random.Random) -> None:
     from scripts.seed_traffic import profile_events
 
     settings = Settings.from_env(env)
-    native, _ = _validators(settings)
-    python, _ = _validators(settings)
-    python.native = None
-    assert native.native is not None
+    native, python = native_and_python(settings)
     now = 1_763_900_000_000
     if "ANALYTICS_PROFILE" in env:
         events = profile_events(profiles.load(env["ANALYTICS_PROFILE"]), actors=30, count=400,
@@ -215,9 +212,7 @@ def _setup(profile: str) -> tuple:  # type: ignore[type-arg]
 
         env = {"ANALYTICS_PROFILE": profile, "SALT_ROTATION_DAYS": "1", "MAX_SESSION_HOURS": "2"}
         settings = Settings.from_env(env)
-        native, _ = _validators(settings)
-        python, _ = _validators(settings)
-        python.native = None
+        native, python = native_and_python(settings)
         now = 1_763_900_000_000
         if profile == "seed003":
             events = generate(5, 30, now - 30 * 3_600_000, now, 7)

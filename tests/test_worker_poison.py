@@ -159,16 +159,20 @@ def test_max_claims_defaults_to_four_times_max_deliveries_and_at_least_20() -> N
     assert Settings.from_env({"MAX_DELIVERIES": "10", "MAX_CLAIMS": "7"}).max_claims == 7
 
 
+def _after_one_event(r: redis.Redis, s: Settings, ts: int) -> tuple[str, bytes]:
+    """Shard 0's stream: one good event, then the poison entry, a well-formed one (had it been
+    applied, it would count) that kills the workers taking it; its id and its events' bytes."""
+    ensure_groups(r, s)
+    append(r, s, [stored("dialogue_open", "a", ts)])
+    fields = entry_fields([stored("command_executed", "v-poison", ts)])
+    return append_raw(r, 0, fields), fields[keyspace.ENTRY_EVENTS]
+
+
 @pytest.mark.parametrize("redis_url", BACKENDS, indirect=True)
 def test_an_entry_delivered_past_max_claims_is_dead_lettered_unread(r: redis.Redis, settings: Settings) -> None:
     s = dataclasses.replace(settings, claim_idle_ms=50, max_deliveries=2, max_claims=6, stream_shards=1)
-    ensure_groups(r, s)
     ts = now_ms() - HOUR
-    append(r, s, [stored("dialogue_open", "a", ts)])
-    # a well-formed entry: had it been applied, it would count; it is the one that kills workers
-    fields = entry_fields([stored("command_executed", "v-poison", ts)])
-    body = fields[keyspace.ENTRY_EVENTS]
-    poison_id = append_raw(r, 0, fields)
+    poison_id, body = _after_one_event(r, s, ts)
     below_id = append(r, s, [stored("dialogue_open", "b", ts)])[0][0]
     [(stream, entries)] = read_as(r, s, "crashy-0")  # delivery 1 of each, then the crash
     # workers that took the poison entry and died on it: one delivery each, never acked
@@ -199,12 +203,8 @@ def test_an_entry_that_kills_every_worker_is_filed_and_its_batch_mates_applied(
     r: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = dataclasses.replace(settings, claim_idle_ms=50, max_deliveries=2, max_claims=8, stream_shards=1)
-    ensure_groups(r, s)
     ts = now_ms() - HOUR
-    append(r, s, [stored("dialogue_open", "a", ts)])
-    fields = entry_fields([stored("command_executed", "v-poison", ts)])
-    body = fields[keyspace.ENTRY_EVENTS]
-    poison_id = append_raw(r, 0, fields)
+    poison_id, body = _after_one_event(r, s, ts)
     for v in ("b", "c"):
         append(r, s, [stored("dialogue_open", v, ts)])
     real = worker.ENTRY_DECODER
