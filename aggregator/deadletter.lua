@@ -7,7 +7,8 @@
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
--- 'e' = keyspace.ENTRY_EVENTS (schemas/keyspace.py): the body as the shard's stream held it
+-- 'r' = keyspace.ENTRY_REASON (schemas/keyspace.py): the reason record;
+-- 'e' = keyspace.ENTRY_EVENTS: the body as the shard's stream held it
 redis.call('XADD', KEYS[2], '*', 'r', ARGV[3], 'e', ARGV[4])
 redis.call('HINCRBY', KEYS[3], 'dead_lettered', 1)
 if KEYS[4] then redis.call('HDEL', KEYS[4], ARGV[2]) end

@@ -22,7 +22,7 @@ import redis
 
 from collector.store import entry as entry_body
 from schemas import keyspace
-from schemas.keyspace import ENTRY_EVENTS_B
+from schemas.keyspace import ENTRY_EVENTS_B, ENTRY_REASON_B
 from schemas.catalog import STORED_ENCODER, STORED_LIST_DECODER, StoredEvent, compact
 from schemas.settings import Settings
 
@@ -95,9 +95,9 @@ def entries(client: redis.Redis, place: Place, decoded: bool = True,
             if contains and not any(c in v for v in fields.values() for c in contains):
                 continue
             e = Entry(eid, fields)
-            if b"r" in fields:
+            if ENTRY_REASON_B in fields:
                 try:
-                    record = msgspec.json.decode(fields[b"r"])
+                    record = msgspec.json.decode(fields[ENTRY_REASON_B])
                     e.record = record if isinstance(record, dict) else {}
                 except msgspec.DecodeError:
                     pass

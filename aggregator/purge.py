@@ -37,7 +37,7 @@ from aggregator.archive import EVENTS, REJECTIONS, Archive, event_row, open_arch
 from kinds import rollups
 from infra.progress import Progress
 from schemas import adjusted, keyspace
-from schemas.keyspace import ENTRY_EVENTS_B
+from schemas.keyspace import ENTRY_EVENTS_B, ENTRY_REASON_B
 from schemas.catalog import StoredEvent
 from infra.connection import open_sync
 from schemas.days import DAY_MS, day_of_ms
@@ -142,9 +142,9 @@ def _take_entries(client: redis.Redis, place: places.Place, old_day: Any, entry_
             e = places.Entry(eid, fields)
             events = places.decode(fields) if ENTRY_EVENTS_B in fields else None
             if events is None:
-                if b"r" in fields:
+                if ENTRY_REASON_B in fields:
                     with contextlib.suppress(msgspec.DecodeError):
-                        record = msgspec.json.decode(fields[b"r"])
+                        record = msgspec.json.decode(fields[ENTRY_REASON_B])
                         e.record = record if isinstance(record, dict) else {}
                 day = day_of_ms(int((e.record or {}).get("received") or e.ms)) if place is places.REJECTIONS \
                     else day_of_ms(e.ms)

@@ -98,7 +98,7 @@ async def _entries_of(
         batch = await client.xrange(stream, min=start, max="+", count=page)
         for raw_id, fields in batch:
             try:
-                record = msgspec.json.decode(fields.get(b"r", b"{}"))
+                record = msgspec.json.decode(fields.get(keyspace.ENTRY_REASON_B, b"{}"))
             except msgspec.DecodeError:
                 record = {"reason": "unreadable"}
             if not isinstance(record, dict):

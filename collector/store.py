@@ -234,7 +234,7 @@ class EventStore:
         commands: list[tuple[Any, ...]] = [("EVALSHA", sha, numkeys, *args) for _, numkeys, args in calls]
         for rej in rejections:  # XADD dead-letter MAXLEN ~ n * r <json>
             commands.append(("XADD", keyspace.DEAD_LETTER, "MAXLEN", "~", self.settings.deadletter_maxlen,
-                             "*", "r", msgspec.json.encode(rej)))
+                             "*", keyspace.ENTRY_REASON, msgspec.json.encode(rej)))
         return commands
 
     def _waits(self, calls: list[tuple[int, int, list[Any]]]) -> list[tuple[tuple[Any, ...], Any]]:

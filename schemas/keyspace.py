@@ -43,6 +43,13 @@ ENTRY_COUNT_B = ENTRY_COUNT.encode()
 # set (to 1) on an erasure's or purge's replacement of an entry the workers applied already
 # (aggregator/rewrite.lua): they acknowledge it without applying its events again
 ENTRY_APPLIED_B = b"a"
+# why a dead-letter entry is there: a JSON record (msgspec.json) with at least ``reason``. In the
+# collector's rejections (``DEAD_LETTER``) a collector/store.py ``Rejection``, which its XADD
+# writes; in a shard's worker dead letters (``worker_dead_letter``) the stream, entry id, reason,
+# consumer and time (aggregator/worker.py ``_dead_letter``), which aggregator/deadletter.lua
+# writes (spelling the name as a literal). Never in a shard's stream or late stream.
+ENTRY_REASON = "r"
+ENTRY_REASON_B = ENTRY_REASON.encode()
 
 
 def late_stream(shard: int) -> str:

@@ -73,8 +73,8 @@ def test_replay_after_a_catalog_fix_and_of_a_worker_poison_entry(env, r, rng, mo
                           ts_original=1, received=1, village="ab" * 12, app_version="1",
                           platform="web")]
     body_bytes = STORED_ENCODER.encode(poison)
-    r.xadd(keyspace.DEAD_LETTER, {"r": json.dumps({"stream": keyspace.stream(1), "entry_id": "1-0",
-                                                   "reason": "poison", "at": 1}),
+    reason = {"stream": keyspace.stream(1), "entry_id": "1-0", "reason": "poison", "at": 1}
+    r.xadd(keyspace.DEAD_LETTER, {keyspace.ENTRY_REASON: json.dumps(reason),
                                   keyspace.ENTRY_EVENTS: body_bytes})
 
     # the fix: version 2 of village_active enters the catalog (here, in this process)

@@ -73,7 +73,8 @@ def stored(r: redis.Redis, settings: Settings) -> list[tuple[int, StoredEvent]]:
 
 def dead_letters(r: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
     return [
-        (i.decode(), msgspec.json.decode(f[b"r"])) for i, f in r.xrange(keyspace.DEAD_LETTER)
+        (i.decode(), msgspec.json.decode(f[keyspace.ENTRY_REASON_B]))
+        for i, f in r.xrange(keyspace.DEAD_LETTER)
     ]
 
 

@@ -312,7 +312,7 @@ def test_retention_changed_at_run_time_reaches_the_workers_and_the_privacy_repor
     rejection = {"index": 0, "event_id": "not-a-uuid", "event_name": ["x"], "event_version": "1",
                  "errors": ["$.platform: bad"], "received": arrived, "reason": "invalid",
                  "event": {"anon_village_id": "pseudo:0123abcd", "platform": "<redacted 4 chars>"}}
-    r.xadd(keyspace.DEAD_LETTER, {"r": json.dumps(rejection)}, id=f"{arrived}-0")
+    r.xadd(keyspace.DEAD_LETTER, {keyspace.ENTRY_REASON: json.dumps(rejection)}, id=f"{arrived}-0")
     collector, kpi = services.collector(env), services.kpi_api(env)
     worker = services.aggregator(env, "retention-1")
     try:

@@ -70,5 +70,6 @@ def test_sigkills_right_after_each_read_dead_letter_nothing(
         healthy.stop()
     assert pending_of(r, s) == 0
     assert count(r, s, "dialogue_open", day_of_ms(ts)) == total, kills
-    reasons = sorted(msgspec.json.decode(d[b"r"])["reason"].split(":")[0] for d in dead_letters(r, s))
+    reasons = sorted(msgspec.json.decode(d[keyspace.ENTRY_REASON_B])["reason"].split(":")[0]
+                     for d in dead_letters(r, s))
     assert reasons == ["cannot apply entry", "undecodable entry"], reasons

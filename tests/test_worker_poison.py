@@ -21,8 +21,13 @@ from tests.streamfeed import (append, append_raw, count, dead_letters, entry_fie
 HOUR = 3_600_000
 
 
+def record(dead: dict[bytes, bytes]) -> dict:
+    """A worker dead letter's reason record."""
+    return msgspec.json.decode(dead[keyspace.ENTRY_REASON_B])
+
+
 def reasons(r: redis.Redis, s: Settings) -> list[str]:
-    return [msgspec.json.decode(d[b"r"])["reason"] for d in dead_letters(r, s)]
+    return [record(d)["reason"] for d in dead_letters(r, s)]
 
 
 def test_undecodable_and_unappliable_entries_are_set_aside(r: redis.Redis, settings: Settings) -> None:
@@ -68,7 +73,7 @@ def test_crash_redeliveries_do_not_count_but_an_entrys_own_failures_do(r: redis.
     found = reasons(r, s)
     assert len(found) == 1 and found[0].startswith("undecodable entry")
     assert found[0].endswith("(failed 4 times, MAX_DELIVERIES=3)")
-    assert msgspec.json.decode(dead_letters(r, s)[0][b"r"])["entry_id"] == poison_id
+    assert record(dead_letters(r, s)[0])["entry_id"] == poison_id
     assert r.hlen(keyspace.failures(0)) == 0 and pending_total(r, s) == 0
 
 
@@ -188,7 +193,7 @@ def test_an_entry_delivered_past_max_claims_is_dead_lettered_unread(r: redis.Red
     heir.claim_idle()  # delivery max_claims + 1 of the poison entry: filed, not decoded
     assert reasons(r, s) == [max_claims_reason(s.max_claims + 1, s)]
     [filed] = dead_letters(r, s)
-    assert msgspec.json.decode(filed[b"r"])["entry_id"] == poison_id and filed[keyspace.ENTRY_EVENTS_B] == body
+    assert record(filed)["entry_id"] == poison_id and filed[keyspace.ENTRY_EVENTS_B] == body
     assert count(r, s, "command_executed", day_of_ms(ts)) == 0
     assert count(r, s, "dialogue_open", day_of_ms(ts)) == 2  # the others, the one below the limit too
     assert heir.dead == 1 == stat(r, s, "dead_lettered")
@@ -230,7 +235,7 @@ def test_an_entry_that_kills_every_worker_is_filed_and_its_batch_mates_applied(
     # the whole batch went down with it each time, but only the culprit's deliveries passed the
     # limit: claimed alone before each attempt, it climbed twice as fast and the others went first
     assert reasons(r, s) == [max_claims_reason(s.max_claims + 1, s)], crashes
-    assert msgspec.json.decode(dead_letters(r, s)[0][b"r"])["entry_id"] == poison_id
+    assert record(dead_letters(r, s)[0])["entry_id"] == poison_id
     assert count(r, s, "dialogue_open", day_of_ms(ts)) == 3
     assert count(r, s, "command_executed", day_of_ms(ts)) == 0
     assert pending_total(r, s) == 0 and r.hlen(keyspace.failures(0)) == 0
