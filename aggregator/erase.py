@@ -147,8 +147,8 @@ def _erase(client: redis.Redis, settings: Settings, archive: Archive | None, raw
     record = {"subject_hash": subject_hash(client, raw_id), "at": int(time.time() * 1000),
               "requested_by": requester, "removed": removed, "total": sum(removed.values()),
               "salt_epochs": sorted(set(subj.pseudonyms.values()))}
-    client.xadd(keyspace.ERASURES, {"r": msgspec.json.encode(record)}, maxlen=AUDIT_MAXLEN,
-                approximate=True)
+    client.xadd(keyspace.ERASURES, {keyspace.ERASURE_RECORD: msgspec.json.encode(record)},
+                maxlen=AUDIT_MAXLEN, approximate=True)
     return record
 
 
@@ -194,7 +194,8 @@ def audit(client: redis.Redis, count: int = 100) -> list[dict[str, Any]]:
     """The newest erasure records first."""
     out = []
     for raw_id, fields in client.xrevrange(keyspace.ERASURES, count=count):
-        out.append({"id": raw_id.decode(), **msgspec.json.decode(fields[b"r"])})
+        record = msgspec.json.decode(fields[keyspace.ERASURE_RECORD_B])
+        out.append({"id": raw_id.decode(), **record})
     return out
 
 

@@ -178,6 +178,9 @@ DATA_GENERATION = f"{PREFIX}:data-generation"
 
 # erasure audit records (stream: keyed hash of the id, time, requester, counts), aggregator/erase.py
 ERASURES = f"{PREFIX}:erasures"
+# the one field of an audit record's entry: the record as JSON (aggregator/erase.py ``erase``)
+ERASURE_RECORD = "r"
+ERASURE_RECORD_B = ERASURE_RECORD.encode()
 # the secret that keys the audit records' hash of an erased id (never expires, unlike the salts)
 ERASURE_KEY = f"{PREFIX}:erasure-key"
 # held by the one process archiving and deleting old events at a time (aggregator/purge.py)
