@@ -30,6 +30,9 @@ def stream(shard: int) -> str:
     return f"{PREFIX}:{tag(shard)}:events"
 
 
+STREAM_PATTERN = f"{PREFIX}:*:events"  # every shard's stream (a SCAN pattern)
+
+
 # The fields of an entry of a shard's stream (also of its late and worker dead-letter streams),
 # the one format every reader and writer of events in Redis shares. The plain names are what
 # ``xadd`` is given; the ``_B`` forms are the names as a read hands them back (bytes), so a

@@ -144,10 +144,10 @@ def run_loadgen(port: int, bodies_path: str, mode: str, seconds: float, procs: i
 
 def stored_events(r: redis.Redis) -> int:
     """Events kept in the streams: the ``n`` of every entry (no dedup: all of them are distinct)."""
-    from schemas.keyspace import ENTRY_COUNT_B
+    from schemas.keyspace import ENTRY_COUNT_B, STREAM_PATTERN
 
     total = 0
-    for key in r.scan_iter(match="analytics:*:events", count=1000):
+    for key in r.scan_iter(match=STREAM_PATTERN, count=1000):
         for _, fields in r.xrange(key):
             total += int(fields[ENTRY_COUNT_B])
     return total

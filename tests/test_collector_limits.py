@@ -135,7 +135,7 @@ def test_backpressure_on_redis_memory(env, r, rng):
         resp = c.post(ROUTE, headers=HEADERS, content=json.dumps(batch([event(rng)])))
     assert resp.status_code == 503 and resp.json()["error"] == "backpressure"
     assert "retry-after" in resp.headers
-    assert not any(r.scan_iter("analytics:*:events"))
+    assert not any(r.scan_iter(keyspace.STREAM_PATTERN))
 
 
 def test_backpressure_verdict_is_cached_between_probes(env, r, rng):
