@@ -18,7 +18,7 @@ from schemas import keyspace
 from schemas.sketch import LOG_GAMMA, bucket
 
 SCRIPT = (Path(__file__).parent.parent / "aggregator" / "apply.lua").read_text()
-STREAM, STATS = "analytics:{s0}:events", "analytics:{s0}:stats"
+STREAM, STATS = keyspace.stream(0), keyspace.shard_stats(0)
 TTL, SESSION_TTL = 1000, 500
 DAY = 86_400_000
 
