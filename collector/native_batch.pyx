@@ -22,7 +22,7 @@ cdef enum:
     MAXF = 16  # fields of a struct the plan can describe
     OUT_MAX = 16384  # bytes of one stored entry: an event whose entry could be longer is declined
     PSEUDO_MAX = 128  # bytes of a pseudonym's msgpack (they are DIGEST_CHARS long)
-    HOURS_MAX = 250  # distinct dedup hours a Packed indexes (store.MAX_BUCKETS)
+    HOURS_MAX = 255  # distinct dedup hours a Packed indexes: one byte names an event's (from 1)
 
 # the envelope's slots: the fields of every catalog event (schemas/catalog.py ``Event``)
 cdef enum:
@@ -484,6 +484,19 @@ cdef str canonical_uuid(const unsigned char* b):
     return (<bytes>PyBytes_FromStringAndSize(out, 36)).decode("ascii")
 
 
+cdef bytes pseudonym_mp(object digest, bytes salt, str raw):
+    """``digest(salt, raw)`` (``Pseudonymizer.digest``) as its msgpack string, as the entries hold
+    it; None if longer than the bound the entry's buffer is sized for."""
+    cdef bytes pseudonym = digest(salt, raw).encode("ascii")
+    cdef unsigned char head[PSEUDO_MAX]
+    cdef W w
+    if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+        return None
+    w.p, w.n = head, 0
+    put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
+    return PyBytes_FromStringAndSize(<char*>head, w.n)
+
+
 cdef class Packed:
     """One shard's accepted events, kept as the append script takes them (``collector/store.py``):
     the ids (16 bytes each) and the msgpack bodies each in one buffer, the dedup hours, and each
@@ -655,11 +668,9 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
     cdef cp end = p + PyBytes_GET_SIZE(data)
     cdef cp vs[NSLOT]
     cdef cp ve[NSLOT]
-    cdef cp q
-    cdef cp k
     cdef cp start
     cdef Py_ssize_t kn, index = 0, grown = 0
-    cdef int i, slot, kind_i
+    cdef int i, kind_i
     cdef long long ts, ts_original, cts, epoch, last_epoch = 0, v
     cdef bint have_epoch = False, have_cts, have_session
     cdef unsigned char eid[16]
@@ -774,13 +785,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
             found = villages.get(village_key)
             if found is None:
                 raw = village_key.decode("ascii")
-                pseudonym = digest(salt, raw).encode("ascii")
-                if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                pseudonym = pseudonym_mp(digest, salt, raw)
+                if pseudonym is None:
                     return None
-                w.p, w.n = buf, 0
-                put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
-                found = villages[village_key] = (
-                    PyBytes_FromStringAndSize(<char*>buf, w.n), shard_of(raw, shards))
+                found = villages[village_key] = (pseudonym, shard_of(raw, shards))
                 grown += 1
             last_village = village_key
         session_alt = None
@@ -789,12 +797,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
                 key = PyBytes_FromStringAndSize(<char*>sid, 16)
                 session_mp = sessions.get(key)
                 if session_mp is None:
-                    pseudonym = digest(salt, canonical_uuid(sid)).encode("ascii")
-                    if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                    session_mp = pseudonym_mp(digest, salt, canonical_uuid(sid))
+                    if session_mp is None:
                         return None
-                    w.p, w.n = buf, 0
-                    put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
-                    session_mp = sessions[key] = PyBytes_FromStringAndSize(<char*>buf, w.n)
+                    sessions[key] = session_mp
                     grown += 1
                 memcpy(last_sid, sid, 16)
             if kind.session_end and epoch != 0 and ts - epoch * period < grace:
@@ -808,12 +814,10 @@ def rows(Plan plan, bytes data, Py_ssize_t count, dict salts, dict memos, object
                 key = PyBytes_FromStringAndSize(<char*>sid, 16)
                 session_alt = (<dict>pair[1]).get(key)
                 if session_alt is None:
-                    pseudonym = digest(previous, canonical_uuid(sid)).encode("ascii")
-                    if PyBytes_GET_SIZE(pseudonym) > PSEUDO_MAX - 8:
+                    session_alt = pseudonym_mp(digest, previous, canonical_uuid(sid))
+                    if session_alt is None:
                         return None
-                    w.p, w.n = buf, 0
-                    put_str(&w, PyBytes_AS_STRING(pseudonym), PyBytes_GET_SIZE(pseudonym))
-                    session_alt = pair[1][key] = PyBytes_FromStringAndSize(<char*>buf, w.n)
+                    pair[1][key] = session_alt
                     grown += 1
         # 5. the stored entry: schemas/catalog.py ``compact``, 13 fields
         w.p, w.n = buf, 0

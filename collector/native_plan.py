@@ -128,13 +128,10 @@ def _check(tp: Any, required: bool, default: Any, payload: bool) -> Any:
             raise Unsupported(tp)
     elif isinstance(tp, mi.BoolType):
         c.kind = native_batch.T_BOOL
-    elif isinstance(tp, mi.StructType) and payload is None:
-        raise Unsupported(tp)
-    else:
+    else:  # nested structs (only a payload is one: _kind), floats, containers
         raise Unsupported(tp)
     if payload:
-        value = default
-        c.default = STORED_ENCODER.encode(value)
+        c.default = STORED_ENCODER.encode(default)
     return c
 
 

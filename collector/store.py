@@ -173,7 +173,7 @@ class EventStore:
                     raise ValueError("a stored event id is not 16 bytes")
                 # hour -> its bucket's position among the keys, in order of first appearance
                 slots = {h: i for i, h in enumerate(dict.fromkeys(hours), 1)}
-                where = b"\x01" * len(hours) if len(slots) == 1 else bytes(map(slots.__getitem__, hours))
+                where = bytes(map(slots.__getitem__, hours))
                 keys = [keyspace.stream(shard), *(self._bucket(shard, h) for h in slots)]
                 calls.append((shard, len(keys), [
                     *keys, ttl, minid, where, ids,
