@@ -130,6 +130,10 @@ def test_a_503_storm_is_ridden_out_with_backoff_honouring_retry_after(
         # never sooner than Retry-After (1 s)
         gaps = [b["at"] - a["at"] for a, b in zip(attempts, attempts[1:])]
         assert min(gaps) >= 0.95, gaps
+        # the events are stored before the page has read the last 202: wait for it to count them
+        deadline = time.monotonic() + 10
+        while app.js("() => client.stats()")["sent"] < 10 and time.monotonic() < deadline:
+            app.page.wait_for_timeout(50)
         stats = app.js("() => client.stats()")
         assert stats["retries"] == 5 and stats["sent"] == 10 and stats["queued"] == 0
         assert not app.errors, app.errors
